@@ -1,0 +1,33 @@
+# make demo: set up .venv and run the default suite.  make test: set up .venv and run the tests.
+VENV   ?= .venv
+PYTHON ?= python3
+PY     := $(VENV)/bin/python
+PIP    := $(PY) -m pip --disable-pip-version-check -q
+STAMP  := $(VENV)/.installed
+
+.PHONY: install demo test lint bench clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) install --upgrade pip
+	# The CPU wheel of torch first: with it in place, nothing below can pull a CUDA build.
+	$(PIP) install torch==2.13.0
+	$(PIP) install -e '.[cpu,test]'
+	touch $@
+
+demo: install
+	$(VENV)/bin/xpubench run
+
+test: install
+	$(PY) -m pytest -q
+
+lint: install
+	$(VENV)/bin/ruff check src tests benchmarks
+
+bench: install
+	$(PY) benchmarks/harness_overhead.py
+
+clean:
+	rm -rf $(VENV) xpubench-results build src/*.egg-info

@@ -1,0 +1,137 @@
+"""`xpubench run`: measure models on backends and store every cell."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+import signal
+import sys
+from pathlib import Path
+
+from xpubench.cli.options import add_results_option, name_list, positive_int_list
+from xpubench.errors import UsageError
+
+DEFAULT_MODELS = ("dense1", "conv3dense1")
+DEFAULT_BACKENDS = ("onnxruntime", "litert")
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "run",
+        help="measure models on backends (default: the built-in suite)",
+        description="Measure latency, throughput, accuracy and size of each model on each backend. "
+        "With no MODEL: dense1 and conv3dense1 on onnxruntime and litert at batch 1 and 32.",
+    )
+    p.add_argument(
+        "models", nargs="*", metavar="MODEL", help="zoo name (xpubench zoo) or a .onnx/.tflite/.keras file"
+    )
+    p.add_argument("--backend", type=name_list, default=None, metavar="B,...",
+                   help="backends to use, or 'all' (default: onnxruntime,litert)")
+    p.add_argument(
+        "--batch", type=positive_int_list, default=(1, 32), metavar="N,...", help="batch sizes (default: 1,32)"
+    )
+    p.add_argument("--threads", type=positive_int_list, default=(1,), metavar="N,...",
+                   help="intra-op threads per runtime (default: 1)")
+    p.add_argument("--precision", default="fp32", help="numeric precision (default: fp32)")
+    p.add_argument("--runs", type=int, default=100, metavar="N", help="measure at least N calls (default: 100)")
+    p.add_argument("--min-time", type=float, default=2.0, metavar="S", help="and at least S seconds (default: 2)")
+    p.add_argument("--max-time", type=float, default=60.0, metavar="S", help="but at most S seconds (default: 60)")
+    p.add_argument("--warmup-runs", type=int, default=10, metavar="N", help="warm-up calls, at least (default: 10)")
+    p.add_argument(
+        "--warmup-time", type=float, default=0.5, metavar="S", help="warm-up seconds, at least (default: 0.5)"
+    )
+    p.add_argument("--ci-target", type=float, default=None, metavar="F",
+                   help="stop early once the 95%% CI of the median is within +-F (e.g. 0.01)")
+    p.add_argument("--tdp", type=float, default=None, metavar="W",
+                   help="the processor's TDP in watts, when the catalogue does not know it")
+    p.add_argument("--json", type=Path, default=None, metavar="FILE", help="also write the cells as JSON")
+    add_results_option(p)
+    p.set_defaults(execute=execute)
+
+
+class Stopped(BaseException):
+    """SIGTERM arrived: stop like Ctrl-C, keeping what is stored (not an Exception, so no cell's
+    error handling can swallow it)."""
+
+
+def _on_sigterm(signum: int, frame: object) -> None:
+    raise Stopped()
+
+
+def execute(args: argparse.Namespace) -> int:
+    from xpubench.backends import backend_names
+    from xpubench.core.measure import MeasureConfig
+    from xpubench.report.progress import ProgressBar
+    from xpubench.report.table import render_text
+    from xpubench.store import ResultStore
+    from xpubench.store.environment import collect
+    from xpubench.sweep import Matrix, SweepEvents, run_matrix
+
+    backends = args.backend or DEFAULT_BACKENDS
+    known = backend_names(include_hidden=True)
+    if backends == ("all",):
+        backends = tuple(backend_names())
+    for name in backends:
+        if name not in known:
+            raise UsageError(f"unknown backend {name!r}: choose from {', '.join(backend_names())} or all")
+    if args.tdp is not None and args.tdp <= 0:
+        raise UsageError(f"--tdp must be a positive number of watts, got {args.tdp}")
+    try:
+        config = MeasureConfig(
+            warmup_runs=args.warmup_runs,
+            warmup_time_s=args.warmup_time,
+            min_runs=args.runs,
+            min_time_s=args.min_time,
+            max_time_s=args.max_time,
+            ci_target=args.ci_target,
+        )
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    models = tuple(args.models) or DEFAULT_MODELS
+    matrix = Matrix(
+        models=models,
+        backends=backends,
+        batch_sizes=args.batch,
+        threads=args.threads,
+        precision=args.precision,
+        measure=config,
+        tdp_w=args.tdp,
+    )
+    from xpubench.models import resolve
+
+    progress = ProgressBar()
+    for model in models:  # bad model names fail now, before anything is measured
+        if not _is_zoo(model):
+            resolve(model, say=progress.say)
+
+    store = ResultStore(args.results)
+    environment = collect(list(args.threads))
+    run_id = store.start_run(environment, command=shlex.join(["xpubench", *sys.argv[1:]]))
+    progress.say(f"run {run_id}: {len(matrix.cells())} cells, results in {store.path}")
+    previous = signal.signal(signal.SIGTERM, _on_sigterm)
+    status, code = "finished", 0
+    try:
+        run_matrix(matrix, store, run_id, SweepEvents(progress.say, progress.cell_started, progress.cell_done))
+    except (KeyboardInterrupt, Stopped) as exc:
+        status = "interrupted"
+        code = 143 if isinstance(exc, Stopped) else 130
+        progress.say(f"\ninterrupted: the cells measured so far are stored in run {run_id}")
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+        from xpubench.hardware.host import load_average
+
+        store.finish_run(run_id, status, load_average())
+    records = store.cells(run_id)
+    print(render_text(records))
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps({"run_id": run_id, "cells": records}, indent=2))
+    store.close()
+    return code
+
+
+def _is_zoo(name: str) -> bool:
+    from xpubench.models.zoo import ZOO
+
+    return name in ZOO

@@ -1,0 +1,1 @@
+"""Conversions from one artifact format to another."""

@@ -1,0 +1,167 @@
+"""A cell (one thing to measure) and its result record, as stored and as written to JSON."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from xpubench.core.measure import Samples, Stability
+from xpubench.core.stats import LatencyStats
+
+STATUSES = ("ok", "unavailable", "failed")
+SCENARIOS = ("single-stream",)
+TIMING_MODES = ("end-to-end", "compute")
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One (model, backend, device, precision, batch, threads, scenario) to measure."""
+
+    model: str
+    backend: str
+    device: str = "cpu"
+    precision: str = "fp32"
+    batch_size: int = 1
+    threads: int = 1
+    scenario: str = "single-stream"
+    timing: str = "end-to-end"
+
+    def __post_init__(self) -> None:
+        if self.batch_size < 1:
+            raise ValueError(f"batch size must be >= 1, got {self.batch_size}")
+        if self.threads < 1:
+            raise ValueError(f"threads must be >= 1, got {self.threads}")
+        if self.scenario not in SCENARIOS:
+            raise ValueError(f"unknown scenario {self.scenario!r}: choose from {', '.join(SCENARIOS)}")
+        if self.timing not in TIMING_MODES:
+            raise ValueError(f"unknown timing mode {self.timing!r}: choose from {', '.join(TIMING_MODES)}")
+
+    @property
+    def key(self) -> str:
+        """Identifies the cell within a run (and matches cells across runs)."""
+        return "/".join(
+            str(v)
+            for v in (
+                self.model,
+                self.backend,
+                self.device,
+                self.precision,
+                f"b{self.batch_size}",
+                f"t{self.threads}",
+                self.scenario,
+                self.timing,
+            )
+        )
+
+
+@dataclass(frozen=True)
+class Energy:
+    """Energy per inference. `k_w_ms` is the K-function: TDP x time per inference (W*ms)."""
+
+    k_w_ms: float | None
+    tdp_w: float | None
+    source: str  # "modelled" (TDP x time), a meter's name, or "unknown"
+
+    @classmethod
+    def modelled(cls, tdp_w: float | None, per_sample_ms: float | None) -> Energy:
+        if tdp_w is None or per_sample_ms is None:
+            return cls(k_w_ms=None, tdp_w=tdp_w, source="unknown")
+        return cls(k_w_ms=tdp_w * per_sample_ms, tdp_w=tdp_w, source="modelled")
+
+
+@dataclass(frozen=True)
+class CellResult:
+    """Everything measured for one cell. `as_dict()` is the JSON record; its names are stable."""
+
+    cell: Cell
+    status: str
+    reason: str = ""
+    dataset: str | None = None
+    latency: LatencyStats | None = None
+    per_sample_ms: float | None = None
+    throughput_sps: float | None = None
+    runs: int = 0
+    duration_s: float | None = None
+    first_inference_ms: float | None = None
+    stable: bool | None = None
+    warnings: tuple[str, ...] = ()
+    accuracy_metric: str | None = None
+    accuracy_value: float | None = None
+    model_bytes: int | None = None
+    artifact: str | None = None
+    energy: Energy = field(default_factory=lambda: Energy(None, None, "unknown"))
+    stop_reason: str | None = None
+    samples_ns: Any = None  # np.ndarray of raw call times, kept for later statistics
+
+    def __post_init__(self) -> None:
+        if self.status not in STATUSES:
+            raise ValueError(f"status must be one of {STATUSES}, got {self.status!r}")
+
+    @classmethod
+    def not_measured(cls, cell: Cell, status: str, reason: str, **extra: Any) -> CellResult:
+        return cls(cell=cell, status=status, reason=reason, **extra)
+
+    @classmethod
+    def from_samples(
+        cls,
+        cell: Cell,
+        samples: Samples,
+        verdict: Stability,
+        tdp_w: float | None,
+        **extra: Any,
+    ) -> CellResult:
+        latency = LatencyStats.from_samples_ns(samples.samples_ns)
+        per_sample_ms = latency.median / cell.batch_size
+        busy_s = float(samples.samples_ns.sum()) / 1e9
+        throughput = cell.batch_size * samples.samples_ns.size / busy_s if busy_s > 0 else None
+        return cls(
+            cell=cell,
+            status="ok",
+            latency=latency,
+            per_sample_ms=per_sample_ms,
+            throughput_sps=throughput,
+            runs=int(samples.samples_ns.size),
+            duration_s=samples.duration_s,
+            first_inference_ms=samples.first_ns / 1e6,
+            stable=verdict.stable,
+            warnings=verdict.warnings,
+            energy=Energy.modelled(tdp_w, per_sample_ms),
+            stop_reason=samples.stop_reason,
+            samples_ns=samples.samples_ns,
+            **extra,
+        )
+
+    def as_dict(self, environment: dict[str, Any] | None = None) -> dict[str, Any]:
+        c = self.cell
+        return {
+            "status": self.status,
+            "reason": self.reason,
+            "key": c.key,
+            "model": c.model,
+            "dataset": self.dataset,
+            "backend": c.backend,
+            "device": c.device,
+            "precision": c.precision,
+            "batch_size": c.batch_size,
+            "threads": c.threads,
+            "scenario": c.scenario,
+            "timing": c.timing,
+            "latency_ms": self.latency.as_dict() if self.latency else None,
+            "per_sample_ms": self.per_sample_ms,
+            "throughput_sps": self.throughput_sps,
+            "runs": self.runs,
+            "duration_s": self.duration_s,
+            "first_inference_ms": self.first_inference_ms,
+            "stable": self.stable,
+            "warnings": list(self.warnings),
+            "stop_reason": self.stop_reason,
+            "accuracy": (
+                {"metric": self.accuracy_metric, "value": self.accuracy_value}
+                if self.accuracy_metric
+                else None
+            ),
+            "model_bytes": self.model_bytes,
+            "artifact": self.artifact,
+            "energy": asdict(self.energy),
+            "environment": environment,
+        }

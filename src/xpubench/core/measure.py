@@ -1,0 +1,170 @@
+"""The timing loop: cold start, warm-up, measurement under stop rules; raw samples out."""
+
+from __future__ import annotations
+
+import gc
+import math
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from xpubench.core.stats import median_ci_halfwidth
+
+
+@dataclass(frozen=True)
+class MeasureConfig:
+    """How long to warm up and measure one cell. Checked when built; never changed during a run."""
+
+    warmup_runs: int = 10
+    warmup_time_s: float = 0.5
+    min_runs: int = 100
+    min_time_s: float = 2.0
+    max_time_s: float = 60.0
+    max_runs: int | None = None
+    # Stop early, once min_runs are in, when the 95 % CI of the median is within +-this fraction.
+    ci_target: float | None = None
+
+    def __post_init__(self) -> None:
+        if self.warmup_runs < 0 or self.warmup_time_s < 0:
+            raise ValueError("warm-up runs and time must be >= 0")
+        if self.min_runs < 1:
+            raise ValueError(f"--runs must be at least 1, got {self.min_runs}")
+        if self.min_time_s < 0:
+            raise ValueError(f"--min-time must be >= 0, got {self.min_time_s}")
+        if self.max_time_s <= 0 or self.max_time_s < self.min_time_s:
+            raise ValueError(
+                f"--max-time ({self.max_time_s}) must be positive and at least --min-time ({self.min_time_s})"
+            )
+        if self.max_runs is not None and self.max_runs < self.min_runs:
+            raise ValueError(f"max runs ({self.max_runs}) must be at least --runs ({self.min_runs})")
+        if self.ci_target is not None and not 0 < self.ci_target < 1:
+            raise ValueError(f"--ci-target is a fraction such as 0.01, got {self.ci_target}")
+
+
+@dataclass(frozen=True)
+class Samples:
+    """What one measurement produced: raw per-call times and why it stopped."""
+
+    first_ns: int
+    warmup_runs: int
+    samples_ns: np.ndarray  # int64, one per timed call, in call order
+    duration_s: float  # wall time of the measured phase, calls and loop together
+    stop_reason: str
+
+
+def measure(
+    infer: Callable[[Any], Any],
+    pool: Sequence[Any],
+    config: MeasureConfig,
+    clock: Callable[[], int] = time.perf_counter_ns,
+) -> Samples:
+    """Time `infer` on inputs rotating through `pool`.
+
+    `infer` must return only once its result is ready (a device backend syncs inside it), and
+    `clock` is the backend's clock in nanoseconds. Between two timed calls the loop does nothing
+    but pick the next input and check the stop rules on integers. The garbage collector is off
+    while it runs (as in `timeit`), so a collection of unrelated objects lands in no sample.
+    """
+    gc_was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        return _measure(infer, pool, config, clock)
+    finally:
+        if gc_was_enabled:
+            gc.enable()
+
+
+def _measure(
+    infer: Callable[[Any], Any], pool: Sequence[Any], config: MeasureConfig, clock: Callable[[], int]
+) -> Samples:
+    if not pool:
+        raise ValueError("the input pool is empty")
+    size = len(pool)
+
+    start = clock()
+    infer(pool[0])
+    first_ns = clock() - start
+
+    index = 1
+    warm_until = clock() + int(config.warmup_time_s * 1e9)
+    warmed = 0
+    while warmed < config.warmup_runs or clock() < warm_until:
+        infer(pool[index % size])
+        index += 1
+        warmed += 1
+
+    times: list[int] = []
+    append = times.append
+    min_runs = config.min_runs
+    max_runs = config.max_runs or math.inf
+    next_ci_check = min_runs if config.ci_target is not None else math.inf
+    begin = clock()
+    min_end = begin + int(config.min_time_s * 1e9)
+    max_end = begin + int(config.max_time_s * 1e9)
+    while True:
+        x = pool[index % size]
+        index += 1
+        t0 = clock()
+        infer(x)
+        t1 = clock()
+        append(t1 - t0)
+        count = len(times)
+        if count >= min_runs and t1 >= min_end:
+            reason = f"reached {min_runs} runs and {config.min_time_s:g} s"
+            break
+        if t1 >= max_end:
+            reason = f"reached the maximum time of {config.max_time_s:g} s"
+            break
+        if count >= max_runs:
+            reason = f"reached the maximum of {config.max_runs} runs"
+            break
+        if count >= next_ci_check:
+            halfwidth = median_ci_halfwidth(times)
+            if halfwidth <= config.ci_target:
+                reason = f"95 % CI of the median within +-{halfwidth:.2%} after {count} runs"
+                break
+            next_ci_check = int(count * 1.5) + 1
+    end = clock()
+    return Samples(
+        first_ns=first_ns,
+        warmup_runs=warmed,
+        samples_ns=np.asarray(times, dtype=np.int64),
+        duration_s=(end - begin) / 1e9,
+        stop_reason=reason,
+    )
+
+
+@dataclass(frozen=True)
+class Stability:
+    stable: bool
+    warnings: tuple[str, ...]
+
+
+WINDOWS = 5
+DRIFT_LIMIT = 0.10
+SPREAD_LIMIT = 0.10
+LOAD_RISE_LIMIT = 0.5
+
+
+def stability(samples_ns: np.ndarray, load_before: float | None, load_after: float | None) -> Stability:
+    """The verdict on a cell's samples, with a reason for each doubt (pyperf's rules, plus drift)."""
+    warnings: list[str] = []
+    x = np.asarray(samples_ns, dtype=np.float64)
+    if x.size >= 2 * WINDOWS:
+        medians = [float(np.median(w)) for w in np.array_split(x, WINDOWS)]
+        low, high = min(medians), max(medians)
+        if low > 0 and (high - low) / low > DRIFT_LIMIT:
+            warnings.append(
+                f"window medians drift by {(high - low) / low:.0%} (> {DRIFT_LIMIT:.0%}) across {WINDOWS} windows"
+            )
+    if x.size > 1:
+        mean = float(x.mean())
+        cv = float(x.std(ddof=1)) / mean if mean > 0 else 0.0
+        if cv >= SPREAD_LIMIT:
+            warnings.append(f"stdev is {cv:.0%} of the mean (>= {SPREAD_LIMIT:.0%})")
+    if load_before is not None and load_after is not None and load_after - load_before > LOAD_RISE_LIMIT:
+        warnings.append(f"load average rose from {load_before:.2f} to {load_after:.2f} during the cell")
+    return Stability(stable=not warnings, warnings=tuple(warnings))

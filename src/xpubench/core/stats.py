@@ -1,0 +1,84 @@
+"""Latency statistics computed from raw samples, after the measurement is over.
+
+Every metric is defined here, once:
+
+- median, p90, p99: order statistics of the per-call times (linear interpolation, numpy's default);
+- mean, stdev (sample, ddof=1), min, max;
+- ci95_low / ci95_high: the 95 % bootstrap percentile interval of the median. It is computed in
+  closed form (the distribution of a resample's median is binomial over the order statistics),
+  which equals a bootstrap with infinitely many resamples: exact, deterministic and O(n).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+
+import numpy as np
+from scipy.stats import binom
+
+
+@dataclass(frozen=True)
+class LatencyStats:
+    """Summary of one cell's call times, in milliseconds."""
+
+    median: float
+    p90: float
+    p99: float
+    mean: float
+    stdev: float
+    min: float
+    max: float
+    ci95_low: float
+    ci95_high: float
+
+    @classmethod
+    def from_samples_ns(cls, samples_ns) -> LatencyStats:
+        ms = np.asarray(samples_ns, dtype=np.float64) / 1e6
+        if ms.size == 0:
+            raise ValueError("no samples to summarise")
+        low, high = median_ci(ms)
+        p50, p90, p99 = np.percentile(ms, [50, 90, 99])
+        return cls(
+            median=float(p50),
+            p90=float(p90),
+            p99=float(p99),
+            mean=float(ms.mean()),
+            stdev=float(ms.std(ddof=1)) if ms.size > 1 else 0.0,
+            min=float(ms.min()),
+            max=float(ms.max()),
+            ci95_low=low,
+            ci95_high=high,
+        )
+
+    def as_dict(self) -> dict[str, float]:
+        return asdict(self)
+
+
+def median_ci(samples, confidence: float = 0.95) -> tuple[float, float]:
+    """Bootstrap percentile interval of the median, in closed form.
+
+    A resample of size n draws each sorted sample x_(j) with probability 1/n. Its median m (the
+    k-th smallest value, k = ceil(n/2)) satisfies m <= x_(j) exactly when at least k of the n draws
+    fall at or below x_(j): P = P(Binomial(n, j/n) >= k). The interval is read off that CDF.
+    """
+    x = np.sort(np.asarray(samples, dtype=np.float64))
+    n = x.size
+    if n == 0:
+        raise ValueError("no samples")
+    if n == 1:
+        return float(x[0]), float(x[0])
+    k = math.ceil(n / 2)
+    j = np.arange(1, n + 1)
+    cdf = binom.sf(k - 1, n, j / n)  # P(median of a resample <= x_(j))
+    alpha = (1.0 - confidence) / 2.0
+    lo_index = int(np.searchsorted(cdf, alpha, side="left"))
+    hi_index = int(np.searchsorted(cdf, 1.0 - alpha, side="left"))
+    return float(x[min(lo_index, n - 1)]), float(x[min(hi_index, n - 1)])
+
+
+def median_ci_halfwidth(samples) -> float:
+    """Half the width of the median's 95 % interval, relative to the median (0.01 = +-1 %)."""
+    low, high = median_ci(samples)
+    median = float(np.median(samples))
+    return (high - low) / 2.0 / median if median > 0 else math.inf

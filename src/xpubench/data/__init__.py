@@ -1,0 +1,1 @@
+"""Datasets: labelled inputs for accuracy and calibration."""

@@ -1,0 +1,1 @@
+"""What this machine is: processor, cores, and what the catalogue knows of its power."""

@@ -1,0 +1,1 @@
+"""Turning stored cells into tables people read."""

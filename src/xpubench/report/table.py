@@ -1,0 +1,127 @@
+"""Cell records -> rows of a table, rendered as console text, markdown or CSV."""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import Callable, Sequence
+from typing import Any
+
+Record = dict[str, Any]
+
+
+def _num(value: float | None, digits: int = 4) -> str:
+    if value is None:
+        return ""
+    if value == 0:
+        return "0"
+    return f"{value:.{digits}g}" if abs(value) < 10 ** digits else f"{value:.0f}"
+
+
+def _latency(key: str) -> Callable[[Record], str]:
+    return lambda r: _num((r.get("latency_ms") or {}).get(key))
+
+
+def _accuracy(r: Record) -> str:
+    acc = r.get("accuracy")
+    return f"{acc['value']:.4f}" if acc and acc.get("value") is not None else ""
+
+
+def _size(r: Record) -> str:
+    size = r.get("model_bytes")
+    return f"{size / 1024:.1f}" if size else ""
+
+
+def _stable(r: Record) -> str:
+    if r["status"] != "ok":
+        return ""
+    return "yes" if r.get("stable") else "no"
+
+
+# (header with unit, how to read it from a record)
+COLUMNS: tuple[tuple[str, Callable[[Record], str]], ...] = (
+    ("model", lambda r: r["model"]),
+    ("backend", lambda r: r["backend"]),
+    ("device", lambda r: r["device"]),
+    ("precision", lambda r: r["precision"]),
+    ("batch", lambda r: str(r["batch_size"])),
+    ("threads", lambda r: str(r["threads"])),
+    ("status", lambda r: r["status"]),
+    ("median [ms]", _latency("median")),
+    ("p99 [ms]", _latency("p99")),
+    ("per sample [ms]", lambda r: _num(r.get("per_sample_ms"))),
+    ("throughput [1/s]", lambda r: _num(r.get("throughput_sps"))),
+    ("accuracy", _accuracy),
+    ("size [KiB]", _size),
+    ("K [W*ms]", lambda r: _num((r.get("energy") or {}).get("k_w_ms"))),
+    ("runs", lambda r: str(r.get("runs") or "")),
+    ("stable", _stable),
+)
+
+
+def rows(records: Sequence[Record]) -> tuple[list[str], list[list[str]]]:
+    headers = [h for h, _ in COLUMNS]
+    return headers, [[read(r) for _, read in COLUMNS] for r in records]
+
+
+def notes(records: Sequence[Record]) -> list[str]:
+    """One line per cell that was not measured, or measured with warnings."""
+    lines = []
+    for r in records:
+        label = f"{r['model']} {r['backend']} {r['precision']} b{r['batch_size']} t{r['threads']}"
+        if r["status"] != "ok":
+            lines.append(f"{label}: {r['status']}: {r['reason']}")
+        for warning in r.get("warnings") or ():
+            lines.append(f"{label}: unstable: {warning}")
+    return lines
+
+
+def render_text(records: Sequence[Record]) -> str:
+    headers, body = rows(records)
+    widths = [max(len(h), *(len(row[i]) for row in body)) if body else len(h) for i, h in enumerate(headers)]
+    numeric = {i for i, h in enumerate(headers) if "[" in h or h in ("batch", "threads", "runs", "accuracy")}
+
+    def line(cells: Sequence[str]) -> str:
+        return "  ".join(c.rjust(w) if i in numeric else c.ljust(w) for i, (c, w) in enumerate(zip(cells, widths, strict=True)))
+
+    out = [line(headers), line(["-" * w for w in widths]), *(line(r) for r in body)]
+    extra = notes(records)
+    if extra:
+        out += ["", *extra]
+    return "\n".join(out)
+
+
+def render_markdown(records: Sequence[Record]) -> str:
+    headers, body = rows(records)
+    out = ["| " + " | ".join(headers) + " |", "|" + "|".join(" --- " for _ in headers) + "|"]
+    out += ["| " + " | ".join(c.replace("|", "\\|") for c in row) + " |" for row in body]
+    extra = notes(records)
+    if extra:
+        out += ["", *(f"- {n}" for n in extra)]
+    return "\n".join(out)
+
+
+def render_csv(records: Sequence[Record]) -> str:
+    """Flat CSV of every field (nested fields as dotted names), for spreadsheets."""
+    flat = [_flatten({k: v for k, v in r.items() if k != "environment"}) for r in records]
+    names: list[str] = []
+    for f in flat:
+        names += [k for k in f if k not in names]
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=names)
+    writer.writeheader()
+    writer.writerows(flat)
+    return buffer.getvalue()
+
+
+def _flatten(record: Record, prefix: str = "") -> Record:
+    out: Record = {}
+    for key, value in record.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict):
+            out.update(_flatten(value, f"{name}."))
+        elif isinstance(value, list):
+            out[name] = "; ".join(map(str, value))
+        else:
+            out[name] = value
+    return out
