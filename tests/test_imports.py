@@ -46,9 +46,17 @@ def test_help_runs_with_frameworks_unimportable():
 
 
 def test_help_imports_no_heavy_module():
-    code = "import sys\nfrom xpubench.cli import main\ntry:\n    main(['--help'])\n" \
-           "except SystemExit:\n    pass\n" \
-           "heavy = [m for m in sys.modules if m.split('.')[0] in ('numpy', 'scipy', 'sklearn', *%r)]\n" \
-           "print(sorted(set(m.split('.')[0] for m in heavy)))" % (BLOCKED,)
+    heavy = ("numpy", "scipy", "sklearn", *BLOCKED)
+    code = textwrap.dedent(
+        f"""
+        import sys
+        from xpubench.cli import main
+        try:
+            main(['--help'])
+        except SystemExit:
+            pass
+        print(sorted({{m.split('.')[0] for m in sys.modules}} & set({heavy!r})))
+        """
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert out.stdout.strip().splitlines()[-1] == "[]", out.stdout + out.stderr

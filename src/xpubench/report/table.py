@@ -82,7 +82,8 @@ def render_text(records: Sequence[Record]) -> str:
     numeric = {i for i, h in enumerate(headers) if "[" in h or h in ("batch", "threads", "runs", "accuracy")}
 
     def line(cells: Sequence[str]) -> str:
-        return "  ".join(c.rjust(w) if i in numeric else c.ljust(w) for i, (c, w) in enumerate(zip(cells, widths, strict=True)))
+        pairs = enumerate(zip(cells, widths, strict=True))
+        return "  ".join(c.rjust(w) if i in numeric else c.ljust(w) for i, (c, w) in pairs)
 
     out = [line(headers), line(["-" * w for w in widths]), *(line(r) for r in body)]
     extra = notes(records)
