@@ -88,8 +88,6 @@ def test_a_users_onnx_file_runs_on_random_inputs(tmp_path):
     import onnx
     from onnx import TensorProto, helper
 
-    from tests.test_backends import onnx_file  # noqa: F401  (the fixture's builder)
-
     graph = helper.make_graph(
         [helper.make_node("Relu", ["in"], ["out"])], "relu",
         [helper.make_tensor_value_info("in", TensorProto.FLOAT, ["n", 16])],
