@@ -15,7 +15,7 @@ import numpy as np
 from xpubench.core.cell import Cell
 from xpubench.core.measure import MeasureConfig
 from xpubench.models import resolve
-from xpubench.sweep import measure_cell
+from xpubench.sweep import input_pool, measure_cell
 
 ROUNDS = 5
 SECONDS = 2.0
@@ -66,7 +66,7 @@ def plain_median_ms(call) -> float:
 
 def main() -> int:
     workload = resolve("dense1")
-    inputs = [workload.x_eval[i : i + 1] for i in range(64)]  # the pool xpubench uses at batch 1
+    inputs = [arrays[0] for arrays in input_pool(workload, [], 1)]  # the pool xpubench rotates through
     config = MeasureConfig(min_time_s=SECONDS)
     failed = False
     print(f"dense1, batch 1, 1 thread; {ROUNDS} alternating rounds of {SECONDS:g} s each")

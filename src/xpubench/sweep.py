@@ -49,13 +49,22 @@ class SweepEvents:
     cell_done: Callable[[CellResult], None] = lambda _result: None
 
 
-def run_matrix(matrix: Matrix, store: ResultStore, run_id: str, events: SweepEvents | None = None) -> list[CellResult]:
-    """Measure every cell in order, committing each to the store as soon as it is done."""
+def run_matrix(
+    matrix: Matrix,
+    store: ResultStore,
+    run_id: str,
+    events: SweepEvents | None = None,
+    workloads: dict[str, Workload] | None = None,
+) -> list[CellResult]:
+    """Measure every cell in order, committing each to the store as soon as it is done.
+
+    `workloads` holds models the caller already resolved; the rest are resolved on first use.
+    """
     events = events or SweepEvents()
     cells = matrix.cells()
     tdp_w = matrix.tdp_w if matrix.tdp_w is not None else catalogue.cpu_tdp_w(host.cpu_model())
     results: list[CellResult] = []
-    workloads: dict[str, Workload] = {}
+    workloads = dict(workloads or {})
     for index, cell in enumerate(cells):
         events.cell_started(index, len(cells), cell)
         if cell.model not in workloads:

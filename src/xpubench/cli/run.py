@@ -101,9 +101,9 @@ def execute(args: argparse.Namespace) -> int:
     from xpubench.models import resolve
 
     progress = ProgressBar()
-    for model in models:  # bad model names fail now, before anything is measured
-        if not _is_zoo(model):
-            resolve(model, say=progress.say)
+    # Users' files are checked now, so a bad one fails before anything is measured; zoo models
+    # resolve (and train on first use) inside the sweep, under its progress bar.
+    user_workloads = {m: resolve(m, say=progress.say) for m in models if not _is_zoo(m)}
 
     store = ResultStore(args.results)
     environment = collect(list(args.threads))
@@ -112,7 +112,8 @@ def execute(args: argparse.Namespace) -> int:
     previous = signal.signal(signal.SIGTERM, _on_sigterm)
     status, code = "finished", 0
     try:
-        run_matrix(matrix, store, run_id, SweepEvents(progress.say, progress.cell_started, progress.cell_done))
+        events = SweepEvents(progress.say, progress.cell_started, progress.cell_done)
+        run_matrix(matrix, store, run_id, events, workloads=user_workloads)
     except (KeyboardInterrupt, Stopped) as exc:
         status = "interrupted"
         code = 143 if isinstance(exc, Stopped) else 130
