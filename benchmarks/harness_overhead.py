@@ -66,12 +66,12 @@ def plain_median_ms(call) -> float:
 
 def main() -> int:
     workload = resolve("dense1")
-    inputs = [arrays[0] for arrays in input_pool(workload, [], 1)]  # the pool xpubench rotates through
+    inputs = [arrays[0] for arrays in input_pool(workload, 1)]  # the pool xpubench rotates through
     config = MeasureConfig(min_time_s=SECONDS)
     failed = False
     print(f"dense1, batch 1, 1 thread; {ROUNDS} alternating rounds of {SECONDS:g} s each")
     print(f"{'runtime':<12} {'xpubench [us]':>14} {'plain loop [us]':>16} {'ratio':>7}")
-    for backend, fmt, plain in (("onnxruntime", "onnx", plain_onnxruntime), ("litert", "tflite", plain_litert)):
+    for backend, fmt, plain in (("onnxruntime", "onnx:fp32", plain_onnxruntime), ("litert", "tflite:fp32", plain_litert)):
         call = plain(workload.artifact(fmt), inputs)
         ours, theirs = [], []
         for _ in range(ROUNDS):

@@ -74,7 +74,72 @@ def test_backend_computes_the_model_and_is_timed(name, fixture, request):
 
 
 def test_unavailable_reasons_say_why():
-    cls = get_backend("onnxruntime")
-    assert "not fp16" not in (cls.unavailable_reason(precision="fp16") or "")
-    assert "fp16" in cls.unavailable_reason(precision="fp16")
-    assert "cuda" in cls.unavailable_reason(device="cuda:0")
+    ort = get_backend("onnxruntime")
+    assert ort.unavailable_reason(precision="fp16") is None
+    assert ort.unavailable_reason(precision="bf16") == (
+        "onnxruntime has no bf16 variant (it has fp32, fp16, int8-dynamic, int8)"
+    )
+    assert "NVIDIA GPU" in ort.unavailable_reason(device="cuda:0")
+    assert get_backend("litert").unavailable_reason(device="cuda") == "litert runs on cpu, not cuda"
+    edgetpu = get_backend("edgetpu").unavailable_reason("edgetpu", "uint8")
+    assert edgetpu.startswith(("libedgetpu is not installed", "no Edge TPU attached")) and "\n" not in edgetpu
+
+
+def test_options_are_checked_against_what_the_backend_offers():
+    litert = get_backend("litert")
+    assert litert.resolve_options({}) == {"xnnpack": "on"}
+    assert litert.resolve_options({"xnnpack": "off"}) == {"xnnpack": "off"}
+    with pytest.raises(ValueError, match="litert option xnnpack takes on|off, not 'maybe'"):
+        litert.resolve_options({"xnnpack": "maybe"})
+    with pytest.raises(ValueError, match="litert has no option 'turbo'"):
+        litert.resolve_options({"turbo": "on"})
+
+
+@pytest.fixture(scope="module")
+def keras_mlp(tmp_path_factory):
+    from xpubench.convert.keras import quiet_tensorflow
+
+    quiet_tensorflow()
+    import keras
+
+    keras.utils.set_random_seed(3)
+    model = keras.Sequential([keras.Input((6,)), keras.layers.Dense(8, activation="relu"), keras.layers.Dense(3)])
+    path = tmp_path_factory.mktemp("keras") / "mlp.keras"
+    model.save(path)
+    return path, model
+
+
+def test_litert_full_integer_quantises_inside_the_timed_call(keras_mlp, tmp_path):
+    from xpubench.convert.keras import keras_to_tflite
+
+    path, model = keras_mlp
+    calibration = [rng.standard_normal((64, 6)).astype(np.float32)]
+    x = rng.standard_normal((5, 6)).astype(np.float32)
+    expected = model.predict(x, verbose=0)
+    spread = np.abs(expected).max()
+    for precision in ("int8", "uint8"):
+        artifact = keras_to_tflite(model, tmp_path / f"m.{precision}.tflite", precision, calibration)
+        backend = get_backend("litert")(artifact, precision=precision)
+        assert backend.inputs[0].dtype == np.float32  # callers hand over floats
+        assert backend.details()["io_types"] == [precision]
+        (out,) = backend.predict([x])
+        assert out.dtype == np.float32
+        np.testing.assert_allclose(out, expected, atol=0.05 * spread)
+        assert 0 < backend.delegated_fraction() <= 1
+    off = get_backend("litert")(artifact, precision="uint8", options={"xnnpack": "off"})
+    np.testing.assert_allclose(off.predict([x])[0], expected, atol=0.05 * spread)
+    assert off.delegated_fraction() is None
+
+
+def test_delegated_share_follows_partition_boundaries():
+    from xpubench.backends.litert import delegated_share
+
+    # t0 -A-> t1 -B-> t2 -C-> t3; one partition took B and C (inputs t1, outputs t3).
+    ops = [
+        {"op_name": "A", "inputs": [0], "outputs": [1]},
+        {"op_name": "B", "inputs": [1, 9], "outputs": [2]},
+        {"op_name": "C", "inputs": [2], "outputs": [3]},
+        {"op_name": "DELEGATE", "inputs": [1, 9], "outputs": [3]},
+    ]
+    assert delegated_share(ops) == pytest.approx(2 / 3)
+    assert delegated_share(ops[:3]) == 0.0

@@ -18,6 +18,7 @@ CELL_FIELDS = {
     "status", "reason", "model", "dataset", "backend", "device", "precision", "batch_size", "threads",
     "scenario", "latency_ms", "per_sample_ms", "throughput_sps", "runs", "duration_s", "first_inference_ms",
     "stable", "warnings", "accuracy", "model_bytes", "artifact", "energy", "environment",
+    "options", "fidelity", "accuracy_delta", "delegated_fraction", "emulated", "details",
 }
 LATENCY_FIELDS = {"median", "p90", "p99", "mean", "stdev", "min", "max", "ci95_low", "ci95_high"}
 
@@ -51,6 +52,11 @@ def test_default_suite_measures_every_cell_with_the_documented_fields(suite):
         assert c["energy"]["source"] == "modelled" and c["energy"]["k_w_ms"] == pytest.approx(15 * c["per_sample_ms"])
         assert c["environment"]["cpu_model"] and "onnxruntime" in c["environment"]["packages"]
         assert c["accuracy"]["metric"] == "top1"
+        # float32 variants agree with the Keras reference on every held-out sample
+        assert c["fidelity"]["top1_agreement"] == 1.0 and c["fidelity"]["max_abs"] < 1e-4
+        assert c["accuracy_delta"] == 0.0 and c["emulated"] is False
+        if c["backend"] == "litert":  # XNNPACK took the convolutions and the dense layer
+            assert 0 < c["delegated_fraction"] <= 1
     assert "median [ms]" in out.stdout and "conv3dense1" in out.stdout
 
 

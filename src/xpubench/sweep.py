@@ -2,42 +2,94 @@
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
 from xpubench.backends import get_backend
-from xpubench.backends.base import Backend, TensorSpec
-from xpubench.core.cell import Cell, CellResult
+from xpubench.backends.base import Backend
+from xpubench.core.cell import Cell, CellResult, Fidelity
 from xpubench.core.measure import MeasureConfig, measure, stability
 from xpubench.hardware import catalogue, host
-from xpubench.models import Workload, resolve
+from xpubench.models import REFERENCE_BACKEND, Workload, apply_shape, resolve
 from xpubench.store import ResultStore
 
 POOL_BATCHES = 64  # distinct input batches the timing loop rotates through
-INPUT_SEED = 20210412
 
 
 @dataclass(frozen=True)
 class Matrix:
-    """What a sweep measures: the product of models x backends x batch sizes x threads."""
+    """What a sweep measures: models x backends (x their options, devices, precisions) x batches x threads.
+
+    A backend is named alone or with options, `litert:xnnpack=off`. `precisions` and `devices`
+    may be ("all",): each backend's own list. `devices=None` runs each backend where it runs by
+    default (its first device). `every_option` measures every value of a backend's swept options
+    (torch eager and compiled) where the name came without options.
+    """
 
     models: tuple[str, ...]
     backends: tuple[str, ...]
     batch_sizes: tuple[int, ...] = (1, 32)
     threads: tuple[int, ...] = (1,)
-    precision: str = "fp32"
-    device: str = "cpu"
+    precisions: tuple[str, ...] = ("fp32",)
+    devices: tuple[str, ...] | None = None
+    every_option: bool = False
     measure: MeasureConfig = field(default_factory=MeasureConfig)
     tdp_w: float | None = None  # overrides the catalogue
 
     def cells(self) -> list[Cell]:
-        return [
-            Cell(model=m, backend=b, device=self.device, precision=self.precision, batch_size=bs, threads=t)
-            for m, b, bs, t in itertools.product(self.models, self.backends, self.batch_sizes, self.threads)
-        ]
+        cells = []
+        for model, spec in itertools.product(self.models, self.backends):
+            name, given = parse_backend(spec)
+            try:
+                cls = get_backend(name)
+            except KeyError:
+                cls = None  # measured as an unavailable row with the reason
+            for options, device, precision, batch, threads in itertools.product(
+                self._option_sets(cls, given),
+                self._devices(cls),
+                cls.precisions if cls and self.precisions == ("all",) else self.precisions,
+                self.batch_sizes,
+                self.threads,
+            ):
+                cells.append(Cell(model, name, device, precision, batch, threads, options=options))
+        return cells
+
+    def _devices(self, cls: type[Backend] | None) -> tuple[str, ...]:
+        if cls is None:
+            return self.devices if self.devices and self.devices != ("all",) else ("cpu",)
+        if self.devices == ("all",):
+            return cls.devices
+        return self.devices or cls.devices[:1]
+
+    def _option_sets(self, cls: type[Backend] | None, given: dict[str, str]) -> list[tuple[tuple[str, str], ...]]:
+        if cls is None:
+            return [tuple(sorted(given.items()))]
+        if given or not self.every_option:
+            return [non_default(cls, given)]
+        swept = [[(key, value) for value in cls.option_choices[key]] for key in cls.swept_options]
+        return [non_default(cls, dict(combo)) for combo in itertools.product(*swept)]
+
+
+def parse_backend(spec: str) -> tuple[str, dict[str, str]]:
+    """`torch:mode=compile` -> ("torch", {"mode": "compile"}). Raises ValueError on a malformed option."""
+    name, *parts = spec.split(":")
+    options = {}
+    for part in parts:
+        key, eq, value = part.partition("=")
+        if not eq or not key or not value:
+            raise ValueError(f"backend option {part!r} in {spec!r} is not KEY=VALUE, e.g. litert:xnnpack=off")
+        options[key] = value
+    return name, options
+
+
+def non_default(cls: type[Backend], options: dict[str, str]) -> tuple[tuple[str, str], ...]:
+    """The options as a cell stores them: checked, sorted, defaults left out."""
+    resolved = cls.resolve_options(options)
+    return tuple(sorted((k, v) for k, v in resolved.items() if v != cls.option_choices[k][0]))
 
 
 @dataclass
@@ -65,6 +117,12 @@ def run_matrix(
     tdp_w = matrix.tdp_w if matrix.tdp_w is not None else catalogue.cpu_tdp_w(host.cpu_model())
     results: list[CellResult] = []
     workloads = dict(workloads or {})
+    claimed: set[str] = set()
+    for cell in cells:
+        if cell.backend not in claimed:
+            claimed.add(cell.backend)
+            with contextlib.suppress(KeyError, ImportError, RuntimeError):  # the cell itself will say why
+                get_backend(cell.backend).claim_process(cell.threads)
     for index, cell in enumerate(cells):
         events.cell_started(index, len(cells), cell)
         if cell.model not in workloads:
@@ -78,44 +136,47 @@ def run_matrix(
 
 def measure_cell(cell: Cell, workload: Workload, config: MeasureConfig, tdp_w: float | None) -> CellResult:
     """One cell, never raising for a runtime's failure: that becomes a `failed` row with its reason."""
-    common = {"dataset": workload.dataset}
+    common: dict = {"dataset": workload.dataset}
     try:
         backend_cls = get_backend(cell.backend)
     except KeyError as exc:
         return CellResult.not_measured(cell, "unavailable", str(exc.args[0]), **common)
-    reason = backend_cls.unavailable_reason(cell.device, cell.precision)
+    common["emulated"] = backend_cls.emulated
+    options = dict(cell.options)
+    reason = backend_cls.unavailable_reason(cell.device, cell.precision, options)
     if reason:
         return CellResult.not_measured(cell, "unavailable", reason, **common)
-    fmt = next((f for f in backend_cls.formats if f in workload.formats), None)
-    if fmt is None:
-        return CellResult.not_measured(
-            cell,
-            "unavailable",
-            f"{cell.backend} loads {'/'.join(backend_cls.formats)} files; "
-            f"a {workload.source_format} model cannot be converted to that yet",
-            **common,
-        )
+    kind = backend_cls.artifact_kind(cell.precision, options)
+    reason = workload.artifacts.reason(kind)
+    if reason:
+        return CellResult.not_measured(cell, "unavailable", reason, **common)
     backend: Backend | None = None
     try:
-        artifact = workload.artifact(fmt)
-        common.update(artifact=str(artifact), model_bytes=artifact.stat().st_size)
-        backend = backend_cls(artifact, device=cell.device, threads=cell.threads)
-        specs = backend.inputs
+        try:
+            artifact = workload.artifact(kind)
+        except Exception as exc:  # a converter's error: the cell fails, the sweep goes on
+            return CellResult.not_measured(cell, "failed", f"converting to {kind}: {one_line(exc)}", **common)
+        common["artifact"] = str(artifact)
+        backend = backend_cls(artifact, device=cell.device, threads=cell.threads, precision=cell.precision,
+                              options=options)
+        common["model_bytes"] = backend.model_bytes()
+        specs = [apply_shape(spec, workload.shapes) for spec in backend.inputs]
         fixed = specs[0].fixed_batch if specs else None
         if fixed is not None and fixed != cell.batch_size:
             return CellResult.not_measured(
                 cell, "unavailable", f"the model takes batch size {fixed} only: use --batch {fixed}", **common
             )
-        pool = [backend.prepare(b) for b in input_pool(workload, specs, cell.batch_size)]
+        pool = [backend.prepare(b) for b in input_pool(workload, cell.batch_size)]
         load_before = host.load_average()
         samples = measure(backend.infer, pool, config, clock=backend.clock)
         verdict = stability(samples.samples_ns, load_before, host.load_average())
-        if workload.y_eval is not None:
-            common.update(
-                accuracy_metric=workload.metric,
-                accuracy_value=top1(backend, workload.x_eval, workload.y_eval, cell.batch_size),
-            )
-        return CellResult.from_samples(cell, samples, verdict, tdp_w, **common)
+        common.update(score(backend, workload, cell.batch_size))
+        common["delegated_fraction"] = backend.delegated_fraction()
+        common["details"] = backend.details()
+        result = CellResult.from_samples(cell, samples, verdict, tdp_w, **common)
+        if result.delegated_fraction == 0:
+            result = replace(result, warnings=(*result.warnings, "the delegate ran none of the graph: not accelerated"))
+        return result
     except Exception as exc:  # a runtime's error must not take the sweep down
         return CellResult.not_measured(cell, "failed", one_line(exc), **common)
     finally:
@@ -128,39 +189,58 @@ def one_line(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text[0] if text else ''}".strip().rstrip(":")
 
 
-def input_pool(workload: Workload, specs: Sequence[TensorSpec], batch: int) -> list[list[np.ndarray]]:
-    """Distinct batches of real held-out samples; random ones from the signature when there is no data."""
-    if workload.x_eval is not None:
-        x = workload.x_eval
-        count = max(1, min(POOL_BATCHES, len(x) // batch))
-        return [[x[(i * batch + np.arange(batch)) % len(x)]] for i in range(count)]
-    rng = np.random.default_rng(INPUT_SEED)
-    pool = []
-    for _ in range(POOL_BATCHES):
-        arrays = []
-        for spec in specs:
-            dims = spec.shape[1:]
-            if any(d is None for d in dims):
-                raise ValueError(f"input {spec.name!r} has dynamic dimensions {spec.shape}: fix them to measure it")
-            shape = (batch, *dims)
-            if np.issubdtype(spec.dtype, np.floating):
-                arrays.append(rng.standard_normal(shape).astype(spec.dtype))
-            elif spec.dtype == np.bool_:
-                arrays.append(rng.integers(0, 2, shape).astype(np.bool_))
-            else:
-                arrays.append(rng.integers(0, 10, shape).astype(spec.dtype))
-        pool.append(arrays)
-    return pool
+def input_pool(workload: Workload, batch: int) -> list[list[np.ndarray]]:
+    """Distinct batches of real held-out samples (or of the fixed random draw when there is no data)."""
+    arrays = workload.fidelity_inputs()
+    n = len(arrays[0])
+    count = max(1, min(POOL_BATCHES, n // batch))
+    return [[a[(i * batch + np.arange(batch)) % n] for a in arrays] for i in range(count)]
 
 
-def top1(backend: Backend, x: np.ndarray, y: np.ndarray, batch: int) -> float:
-    """Top-1 accuracy over the whole held-out split, in batches of the cell's size (last one padded)."""
-    predicted = []
-    for start in range(0, len(x), batch):
-        chunk = x[start : start + batch]
-        real = len(chunk)
+def predict_all(backend: Backend, arrays: Sequence[np.ndarray], batch: int) -> list[np.ndarray]:
+    """Outputs for every sample, in batches of the cell's size (the last one padded, then cut)."""
+    n = len(arrays[0])
+    chunks: list[list[np.ndarray]] = []
+    for start in range(0, n, batch):
+        part = [a[start : start + batch] for a in arrays]
+        real = len(part[0])
         if real < batch:
-            chunk = np.concatenate([chunk, np.repeat(chunk[-1:], batch - real, axis=0)])
-        scores = backend.predict([chunk])[0][:real]
-        predicted.append(np.argmax(scores, axis=-1))
-    return float(np.mean(np.concatenate(predicted) == y))
+            part = [np.concatenate([p, np.repeat(p[-1:], batch - real, axis=0)]) for p in part]
+        chunks.append([np.asarray(o)[:real] for o in backend.predict(part)])
+    return [np.concatenate(outs) for outs in zip(*chunks, strict=True)]
+
+
+def reference_outputs(workload: Workload) -> tuple[list[np.ndarray], str] | None:
+    """The source model's own outputs on the fidelity inputs, from its own runtime; computed once."""
+    if workload.reference is None:
+        name = REFERENCE_BACKEND[workload.source_format]
+        backend_cls = get_backend(name)
+        if backend_cls.unavailable_reason(backend_cls.devices[0], "fp32"):
+            return None
+        backend = backend_cls(workload.artifacts.sources[workload.source_kind])
+        try:
+            fixed = backend.inputs[0].fixed_batch if backend.inputs else None
+            outputs = predict_all(backend, workload.fidelity_inputs(), fixed or 64)
+        finally:
+            backend.close()
+        workload.reference = (outputs, f"{name} {workload.source_kind}")
+    return workload.reference
+
+
+def score(backend: Backend, workload: Workload, batch: int) -> dict:
+    """Accuracy, its difference from the reference's, and fidelity, all on the same inputs."""
+    outputs = predict_all(backend, workload.fidelity_inputs(), batch)
+    found: dict = {}
+    reference = reference_outputs(workload)
+    if reference is not None:
+        found["fidelity"] = Fidelity.compare(outputs, reference[0], reference[1])
+    if workload.y_eval is not None and workload.metric == "top1":
+        accuracy = top1(outputs[0], workload.y_eval)
+        found.update(accuracy_metric="top1", accuracy_value=accuracy)
+        if reference is not None:
+            found["accuracy_delta"] = accuracy - top1(reference[0][0], workload.y_eval)
+    return found
+
+
+def top1(scores: np.ndarray, labels: np.ndarray) -> float:
+    return float(np.mean(np.argmax(scores.reshape(len(labels), -1), axis=-1) == labels))

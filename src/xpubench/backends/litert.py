@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -14,27 +14,47 @@ from xpubench.backends.base import Backend, TensorSpec
 class LiteRTBackend(Backend):
     name = "litert"
     formats = ("tflite",)
+    precisions = ("fp32", "int8-dynamic", "fp16", "int8", "uint8")
+    option_choices = {"xnnpack": ("on", "off")}
     distribution = "ai-edge-litert"
     module = "ai_edge_litert"
 
-    def __init__(self, artifact: Path, device: str = "cpu", threads: int = 1) -> None:
-        super().__init__(artifact, device, threads)
-        from ai_edge_litert.interpreter import Interpreter
-
-        self._interpreter = Interpreter(model_path=str(self.artifact), num_threads=threads)
+    def __init__(
+        self,
+        artifact: Path,
+        device: str = "cpu",
+        threads: int = 1,
+        precision: str = "fp32",
+        options: Mapping[str, str] | None = None,
+    ) -> None:
+        super().__init__(artifact, device, threads, precision, options)
+        self._interpreter = self._open()
         self._interpreter.allocate_tensors()
         self._in = self._interpreter.get_input_details()
         self._out = self._interpreter.get_output_details()
         self._bind()
 
+    def _open(self) -> Any:
+        from ai_edge_litert.interpreter import Interpreter, OpResolverType
+
+        extra = {}
+        if self.options["xnnpack"] == "off":
+            extra["experimental_op_resolver_type"] = OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES
+        return Interpreter(model_path=str(self.artifact), num_threads=self.threads, **extra)
+
     def _bind(self) -> None:
-        """Build the timed call from the interpreter's own methods, specialised to the I/O count."""
+        """Build the timed call from the interpreter's own methods, specialised to the I/O count.
+
+        A full-integer model takes and gives integers: quantising the float inputs and
+        dequantising the outputs happen inside the timed call, as they would in an application.
+        """
         set_tensor = self._interpreter.set_tensor
         invoke = self._interpreter.invoke
         get_tensor = self._interpreter.get_tensor
+        quantise = [_quantiser(d) for d in self._in]
         in_idx = [d["index"] for d in self._in]
         out_idx = [d["index"] for d in self._out]
-        if len(in_idx) == 1 and len(out_idx) == 1:
+        if len(in_idx) == 1 and len(out_idx) == 1 and quantise[0] is None:
             (i0,), (o0,) = in_idx, out_idx
 
             def infer(x: np.ndarray) -> np.ndarray:
@@ -45,8 +65,8 @@ class LiteRTBackend(Backend):
         else:
 
             def infer(xs: Sequence[np.ndarray]) -> list[np.ndarray]:
-                for i, x in zip(in_idx, xs, strict=True):
-                    set_tensor(i, x)
+                for i, q, x in zip(in_idx, quantise, xs, strict=True):
+                    set_tensor(i, x if q is None else q(x))
                 invoke()
                 return [get_tensor(o) for o in out_idx]
 
@@ -58,7 +78,8 @@ class LiteRTBackend(Backend):
             TensorSpec(
                 d["name"],
                 tuple(int(s) if s > 0 else None for s in d.get("shape_signature", d["shape"])),
-                np.dtype(d["dtype"]),
+                # What the caller hands over: floats, even where the model quantises them itself.
+                np.dtype(np.float32) if _quantiser(d) else np.dtype(d["dtype"]),
             )
             for d in self._in
         ]
@@ -74,11 +95,70 @@ class LiteRTBackend(Backend):
             self._in = self._interpreter.get_input_details()
             self._out = self._interpreter.get_output_details()
             self._bind()
-        arrays = [np.ascontiguousarray(a, dtype=d["dtype"]) for d, a in zip(self._in, arrays, strict=True)]
-        return arrays[0] if len(arrays) == 1 and len(self._out) == 1 else arrays
+        arrays = [
+            np.ascontiguousarray(a, dtype=np.float32 if _quantiser(d) else d["dtype"])
+            for d, a in zip(self._in, arrays, strict=True)
+        ]
+        single = len(arrays) == 1 and len(self._out) == 1 and _quantiser(self._in[0]) is None
+        return arrays[0] if single else arrays
 
     def infer(self, prepared: Any) -> Any:  # replaced per instance by _bind()
         raise NotImplementedError
 
     def fetch(self, result: Any) -> list[np.ndarray]:
-        return [np.array(result)] if isinstance(result, np.ndarray) else [np.array(r) for r in result]
+        outputs = [result] if isinstance(result, np.ndarray) else list(result)
+        return [_dequantise(d, np.array(o)) for d, o in zip(self._out, outputs, strict=True)]
+
+    def delegated_fraction(self) -> float | None:
+        if self.options["xnnpack"] == "off":
+            return None
+        return delegated_share(self._interpreter._get_ops_details())
+
+    def details(self) -> dict[str, Any]:
+        return {"xnnpack": self.options["xnnpack"], "io_types": [np.dtype(d["dtype"]).name for d in self._in]}
+
+
+def delegated_share(ops: list[dict]) -> float:
+    """The share of the model's own nodes that delegate partitions replaced.
+
+    The interpreter lists the original nodes and then one DELEGATE node per partition. A
+    partition's boundary is its DELEGATE node's inputs and outputs, so the nodes it took are
+    those reached walking back from its outputs without crossing its inputs.
+    """
+    own = [op for op in ops if op["op_name"] != "DELEGATE"]
+    if not own:
+        return 0.0
+    producer = {t: i for i, op in enumerate(own) for t in op["outputs"]}
+    taken: set[int] = set()
+    for partition in (op for op in ops if op["op_name"] == "DELEGATE"):
+        boundary = set(partition["inputs"])
+        stack = [t for t in partition["outputs"] if t in producer]
+        while stack:
+            node = producer[stack.pop()]
+            if node in taken:
+                continue
+            taken.add(node)
+            stack += [t for t in own[node]["inputs"] if t >= 0 and t not in boundary and t in producer]
+    return len(taken) / len(own)
+
+
+def _quantiser(detail: Mapping[str, Any]) -> Callable[[np.ndarray], np.ndarray] | None:
+    """float -> the tensor's integer type with its scale and zero point; None for a float tensor."""
+    dtype = np.dtype(detail["dtype"])
+    scale, zero = detail.get("quantization", (0.0, 0))
+    if not np.issubdtype(dtype, np.integer) or not scale:
+        return None
+    info = np.iinfo(dtype)
+    inverse = np.float32(1.0 / scale)
+
+    def quantise(x: np.ndarray) -> np.ndarray:
+        return np.clip(np.rint(x * inverse) + zero, info.min, info.max).astype(dtype)
+
+    return quantise
+
+
+def _dequantise(detail: Mapping[str, Any], array: np.ndarray) -> np.ndarray:
+    scale, zero = detail.get("quantization", (0.0, 0))
+    if np.issubdtype(array.dtype, np.integer) and scale:
+        return ((array.astype(np.float32) - zero) * np.float32(scale)).astype(np.float32)
+    return array

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -30,10 +30,12 @@ class NullBackend(Backend):
         artifact: Path | None = None,
         device: str = "cpu",
         threads: int = 1,
+        precision: str = "fp32",
+        options: Mapping[str, str] | None = None,
         script: Iterable[float] | None = None,
         input_shape: tuple[int | None, ...] = (None, 28, 28, 1),
     ) -> None:
-        super().__init__(Path(artifact or "null"), device, threads)
+        super().__init__(Path(artifact or "null"), device, threads, precision, options)
         self._latencies = itertools.cycle(script if script is not None else self.script)
         self._now_ns = 0
         self._input_shape = input_shape

@@ -1,9 +1,10 @@
-"""ONNX Runtime on the CPU execution provider."""
+"""ONNX Runtime: the CPU execution provider, and CUDA or TensorRT on an NVIDIA GPU."""
 
 from __future__ import annotations
 
 import functools
-from collections.abc import Sequence
+import tempfile
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -26,25 +27,57 @@ _ORT_TYPES = {
 class OnnxRuntimeBackend(Backend):
     name = "onnxruntime"
     formats = ("onnx",)
+    devices = ("cpu", "cuda")
+    precisions = ("fp32", "fp16", "int8-dynamic", "int8")
+    option_choices = {"ep": ("default", "tensorrt")}  # on cuda: the CUDA provider, or TensorRT's
     distribution = "onnxruntime"
     module = "onnxruntime"
 
-    def __init__(self, artifact: Path, device: str = "cpu", threads: int = 1) -> None:
-        super().__init__(artifact, device, threads)
+    @classmethod
+    def unavailable_reason(
+        cls, device: str = "cpu", precision: str = "fp32", options: Mapping[str, str] | None = None
+    ) -> str | None:
+        reason = super().unavailable_reason(device, precision, options)
+        if reason or device == "cpu":
+            if not reason and (options or {}).get("ep", "default") != "default":
+                return "the TensorRT provider runs on cuda, not cpu"
+            return reason
+        from xpubench.hardware.gpu import cuda_unavailable_reason
+
+        reason = cuda_unavailable_reason()
+        if reason:
+            return reason
         import onnxruntime as ort
 
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = threads
-        options.inter_op_num_threads = 1
-        options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        options.log_severity_level = 3
-        self._session = ort.InferenceSession(
-            str(self.artifact), options, providers=["CPUExecutionProvider"]
-        )
+        wanted = _providers(device, cls.resolve_options(options))[0]
+        if wanted not in ort.get_available_providers():
+            return f"this onnxruntime build has no {wanted}: install onnxruntime-gpu {ort.__version__}"
+        return None
+
+    def __init__(
+        self,
+        artifact: Path,
+        device: str = "cpu",
+        threads: int = 1,
+        precision: str = "fp32",
+        options: Mapping[str, str] | None = None,
+    ) -> None:
+        super().__init__(artifact, device, threads, precision, options)
+        import onnxruntime as ort
+
+        self._options = ort.SessionOptions()
+        self._options.intra_op_num_threads = threads
+        self._options.inter_op_num_threads = 1
+        self._options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        self._options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        self._options.log_severity_level = 3
+        self._providers = _providers(device, self.options)
+        self._session = ort.InferenceSession(str(self.artifact), self._options, providers=self._providers)
         self._names = [i.name for i in self._session.get_inputs()]
-        # The timed call is the runtime's own `run`, bound once: no layer of ours in between.
+        # The timed call is the runtime's own `run`, bound once: no layer of ours in between. On a
+        # GPU it copies host inputs in and outputs back, so it returns with the result ready.
         self.infer = functools.partial(self._session.run, None)
+        self._placement: dict[str, int] | None = None
 
     @property
     def inputs(self) -> list[TensorSpec]:
@@ -65,3 +98,54 @@ class OnnxRuntimeBackend(Backend):
 
     def fetch(self, result: Any) -> list[np.ndarray]:
         return list(result)
+
+    def delegated_fraction(self) -> float | None:
+        """On a GPU: the share of nodes placed on the GPU provider, read from a profiled run."""
+        if self.device == "cpu":
+            return None
+        placement = self._node_placement()
+        total = sum(placement.values())
+        return placement.get(self._providers[0], 0) / total if total else 0.0
+
+    def details(self) -> dict[str, Any]:
+        extra: dict[str, Any] = {"providers": self._session.get_providers()}
+        if self._placement is not None:
+            extra["node_placement"] = self._placement
+        return extra
+
+    def _node_placement(self) -> dict[str, int]:
+        """Nodes per execution provider, from one profiled run of a second session."""
+        if self._placement is None:
+            import json
+
+            import onnxruntime as ort
+
+            options = ort.SessionOptions()
+            options.graph_optimization_level = self._options.graph_optimization_level
+            options.enable_profiling = True
+            options.profile_file_prefix = str(Path(tempfile.mkdtemp(prefix="xpubench-ort-")) / "profile")
+            options.log_severity_level = 3
+            session = ort.InferenceSession(str(self.artifact), options, providers=self._providers)
+            feeds = {}
+            for i in session.get_inputs():
+                shape = [d if isinstance(d, int) and d > 0 else 1 for d in i.shape]
+                feeds[i.name] = np.zeros(shape, dtype=_ORT_TYPES.get(i.type, np.float32))
+            session.run(None, feeds)
+            events = json.loads(Path(session.end_profiling()).read_text())
+            nodes: dict[str, str] = {}
+            for event in events:
+                args = event.get("args") or {}
+                if event.get("cat") == "Node" and "provider" in args:
+                    nodes[event["name"].removesuffix("_kernel_time")] = args["provider"]
+            self._placement = {}
+            for provider in nodes.values():
+                self._placement[provider] = self._placement.get(provider, 0) + 1
+        return self._placement
+
+
+def _providers(device: str, options: Mapping[str, str]) -> list[str]:
+    if device == "cpu":
+        return ["CPUExecutionProvider"]
+    if options.get("ep") == "tensorrt":
+        return ["TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"]
+    return ["CUDAExecutionProvider", "CPUExecutionProvider"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import re
 from pathlib import Path
 
 from xpubench.paths import DEFAULT_RESULTS
@@ -23,6 +24,26 @@ def name_list(text: str) -> tuple[str, ...]:
     if not values:
         raise argparse.ArgumentTypeError("give at least one name")
     return values
+
+
+def precision_list(text: str) -> tuple[str, ...]:
+    """Comma-separated precisions; commas inside fixed<W,I> belong to the precision."""
+    values = tuple(v.strip() for v in re.split(r",(?![^<]*>)", text) if v.strip())
+    if not values:
+        raise argparse.ArgumentTypeError("give at least one precision, e.g. fp32,int8")
+    return values
+
+
+def shape_option(text: str) -> tuple[str, tuple[int, ...]]:
+    """`[NAME=]D,D,...` -> (NAME or "" for every input, dims)."""
+    name, eq, dims = text.rpartition("=")
+    try:
+        values = tuple(int(v) for v in dims.replace("x", ",").split(",") if v.strip())
+    except ValueError:
+        values = ()
+    if not values or any(v < 1 for v in values):
+        raise argparse.ArgumentTypeError(f"{text!r}: give one sample's shape as positive integers, e.g. 28,28,1")
+    return name, values
 
 
 def add_results_option(parser: argparse.ArgumentParser) -> None:

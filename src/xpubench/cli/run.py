@@ -9,7 +9,13 @@ import signal
 import sys
 from pathlib import Path
 
-from xpubench.cli.options import add_results_option, name_list, positive_int_list
+from xpubench.cli.options import (
+    add_results_option,
+    name_list,
+    positive_int_list,
+    precision_list,
+    shape_option,
+)
 from xpubench.errors import UsageError
 
 DEFAULT_MODELS = ("dense1", "conv3dense1")
@@ -24,16 +30,26 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "With no MODEL: dense1 and conv3dense1 on onnxruntime and litert at batch 1 and 32.",
     )
     p.add_argument(
-        "models", nargs="*", metavar="MODEL", help="zoo name (xpubench zoo) or a .onnx/.tflite/.keras file"
+        "models", nargs="*", metavar="MODEL", help="zoo name (xpubench zoo) or a .onnx/.tflite/.keras/.pt2 file"
     )
     p.add_argument("--backend", type=name_list, default=None, metavar="B,...",
-                   help="backends to use, or 'all' (default: onnxruntime,litert)")
+                   help="backends, each optionally with options (litert:xnnpack=off, torch:mode=compile), "
+                   "or 'all': every backend, option and device (default: onnxruntime,litert)")
+    p.add_argument("--device", type=name_list, default=None, metavar="D,...",
+                   help="devices (cpu, cuda, ...) or 'all' (default: where each backend runs by default)")
+    p.add_argument("--data", type=Path, default=None, metavar="FILE.npz",
+                   help="inputs x (and labels y) for accuracy, fidelity and calibration (default: the "
+                   "zoo model's own held-out data; random inputs from the signature for your files)")
+    p.add_argument("--shape", type=shape_option, action="append", default=[], metavar="[NAME=]D,D,...",
+                   help="the shape of one sample (no batch dimension) of an input with dynamic dimensions")
     p.add_argument(
         "--batch", type=positive_int_list, default=(1, 32), metavar="N,...", help="batch sizes (default: 1,32)"
     )
     p.add_argument("--threads", type=positive_int_list, default=(1,), metavar="N,...",
                    help="intra-op threads per runtime (default: 1)")
-    p.add_argument("--precision", default="fp32", help="numeric precision (default: fp32)")
+    p.add_argument("--precision", type=precision_list, default=("fp32",), metavar="P,...",
+                   help="fp32, fp16, bf16, int8-dynamic, int8, uint8, fixed<W,I>, or 'all': every precision "
+                   "of each backend (default: fp32)")
     p.add_argument("--runs", type=int, default=100, metavar="N", help="measure at least N calls (default: 100)")
     p.add_argument("--min-time", type=float, default=2.0, metavar="S", help="and at least S seconds (default: 2)")
     p.add_argument("--max-time", type=float, default=60.0, metavar="S", help="but at most S seconds (default: 60)")
@@ -69,12 +85,10 @@ def execute(args: argparse.Namespace) -> int:
     from xpubench.sweep import Matrix, SweepEvents, run_matrix
 
     backends = args.backend or DEFAULT_BACKENDS
-    known = backend_names(include_hidden=True)
-    if backends == ("all",):
+    everything = backends == ("all",)
+    if everything:
         backends = tuple(backend_names())
-    for name in backends:
-        if name not in known:
-            raise UsageError(f"unknown backend {name!r}: choose from {', '.join(backend_names())} or all")
+    _check_backends(backends)
     if args.tdp is not None and args.tdp <= 0:
         raise UsageError(f"--tdp must be a positive number of watts, got {args.tdp}")
     try:
@@ -94,7 +108,9 @@ def execute(args: argparse.Namespace) -> int:
         backends=backends,
         batch_sizes=args.batch,
         threads=args.threads,
-        precision=args.precision,
+        precisions=args.precision,
+        devices=args.device or (("all",) if everything else None),
+        every_option=everything,
         measure=config,
         tdp_w=args.tdp,
     )
@@ -103,7 +119,10 @@ def execute(args: argparse.Namespace) -> int:
     progress = ProgressBar()
     # Users' files are checked now, so a bad one fails before anything is measured; zoo models
     # resolve (and train on first use) inside the sweep, under its progress bar.
-    user_workloads = {m: resolve(m, say=progress.say) for m in models if not _is_zoo(m)}
+    shapes = dict(args.shape)
+    workloads = {m: resolve(m, progress.say, args.data, shapes) for m in models if not _is_zoo(m) or args.data}
+    for workload in workloads.values():
+        workload.fidelity_inputs()  # a dynamic dimension with no data to fix it is an error now, not per cell
 
     store = ResultStore(args.results)
     environment = collect(list(args.threads))
@@ -113,7 +132,7 @@ def execute(args: argparse.Namespace) -> int:
     status, code = "finished", 0
     try:
         events = SweepEvents(progress.say, progress.cell_started, progress.cell_done)
-        run_matrix(matrix, store, run_id, events, workloads=user_workloads)
+        run_matrix(matrix, store, run_id, events, workloads=workloads)
     except (KeyboardInterrupt, Stopped) as exc:
         status = "interrupted"
         code = 143 if isinstance(exc, Stopped) else 130
@@ -136,3 +155,18 @@ def _is_zoo(name: str) -> bool:
     from xpubench.models.zoo import ZOO
 
     return name in ZOO
+
+
+def _check_backends(specs: tuple[str, ...]) -> None:
+    from xpubench.backends import backend_names, get_backend
+    from xpubench.sweep import parse_backend
+
+    known = backend_names(include_hidden=True)
+    for spec in specs:
+        try:
+            name, options = parse_backend(spec)
+            if name not in known:
+                raise ValueError(f"unknown backend {name!r}: choose from {', '.join(backend_names())} or all")
+            get_backend(name).resolve_options(options)
+        except ValueError as exc:
+            raise UsageError(str(exc)) from None

@@ -1,4 +1,4 @@
-"""Keras model -> ONNX and LiteRT (TFLite) float32 artifacts."""
+"""Keras model -> ONNX and LiteRT (TFLite) artifacts in every precision of the source studies."""
 
 from __future__ import annotations
 
@@ -8,6 +8,8 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+
+from xpubench.convert.graph import ConversionContext, converter
 
 
 def quiet_tensorflow() -> None:
@@ -58,13 +60,59 @@ def keras_to_onnx(model: Any, out: Path) -> Path:
     return out
 
 
-def keras_to_tflite_fp32(model: Any, out: Path) -> Path:
-    """The study's "not optimised" LiteRT model: float32 weights and activations."""
+def keras_to_tflite(model: Any, out: Path, precision: str = "fp32", calibration: list | None = None) -> Path:
+    """The study's LiteRT variants: "not optimised" (fp32), dynamic range (int8 weights, float
+    activations), float16 weights, and full integer (int8, or uint8 input/output as the Edge TPU
+    takes it) calibrated on a representative set."""
+    import numpy as np
     import tensorflow as tf
 
+    converter_ = tf.lite.TFLiteConverter.from_keras_model(model)
+    if precision != "fp32":
+        converter_.optimizations = [tf.lite.Optimize.DEFAULT]
+    if precision == "fp16":
+        converter_.target_spec.supported_types = [tf.float16]
+    elif precision in ("int8", "uint8"):
+        if not calibration:
+            raise ValueError(f"a {precision} LiteRT model needs calibration data")
+        samples = [np.asarray(a, dtype=np.float32) for a in calibration]
+
+        def representative() -> Any:
+            for i in range(len(samples[0])):
+                yield [a[i : i + 1] for a in samples]
+
+        converter_.representative_dataset = representative
+        converter_.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+        io_type = tf.int8 if precision == "int8" else tf.uint8
+        converter_.inference_input_type = io_type
+        converter_.inference_output_type = io_type
+    elif precision != "int8-dynamic":
+        raise ValueError(f"no LiteRT {precision} conversion")
     with native_output_silenced():
-        flatbuffer = tf.lite.TFLiteConverter.from_keras_model(model).convert()
+        flatbuffer = converter_.convert()
     tmp = out.with_suffix(".tmp")
     tmp.write_bytes(flatbuffer)
     tmp.replace(out)
     return out
+
+
+def keras_to_tflite_fp32(model: Any, out: Path) -> Path:
+    return keras_to_tflite(model, out, "fp32")
+
+
+@converter("keras:fp32", "onnx:fp32", requires=("tensorflow", "tf2onnx"))
+def _keras_file_to_onnx(src: Path, dst: Path, ctx: ConversionContext) -> None:
+    keras_to_onnx(load_keras(src), dst)
+
+
+def _register_tflite(precision: str) -> None:
+    calibrated = precision in ("int8", "uint8")
+
+    @converter("keras:fp32", f"tflite:{precision}", calibrated=calibrated, requires=("tensorflow",))
+    def convert(src: Path, dst: Path, ctx: ConversionContext) -> None:
+        calibration = ctx.calibration_inputs() if calibrated else None
+        keras_to_tflite(load_keras(src), dst, precision, calibration)
+
+
+for _precision in ("fp32", "int8-dynamic", "fp16", "int8", "uint8"):
+    _register_tflite(_precision)

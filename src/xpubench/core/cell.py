@@ -25,6 +25,7 @@ class Cell:
     threads: int = 1
     scenario: str = "single-stream"
     timing: str = "end-to-end"
+    options: tuple[tuple[str, str], ...] = ()  # the backend's switches that differ from its defaults
 
     def __post_init__(self) -> None:
         if self.batch_size < 1:
@@ -37,13 +38,20 @@ class Cell:
             raise ValueError(f"unknown timing mode {self.timing!r}: choose from {', '.join(TIMING_MODES)}")
 
     @property
+    def label(self) -> str:
+        """The backend with its non-default options, e.g. `litert[xnnpack=off]`."""
+        if not self.options:
+            return self.backend
+        return f"{self.backend}[{','.join(f'{k}={v}' for k, v in self.options)}]"
+
+    @property
     def key(self) -> str:
         """Identifies the cell within a run (and matches cells across runs)."""
         return "/".join(
             str(v)
             for v in (
                 self.model,
-                self.backend,
+                self.label,
                 self.device,
                 self.precision,
                 f"b{self.batch_size}",
@@ -70,6 +78,33 @@ class Energy:
 
 
 @dataclass(frozen=True)
+class Fidelity:
+    """A variant's outputs against the float32 reference's, on the same inputs."""
+
+    max_abs: float
+    mean_abs: float
+    top1_agreement: float | None  # None when the output is not a class score vector
+    reference: str  # which runtime and artifact gave the reference
+
+    @classmethod
+    def compare(cls, outputs: list[Any], reference: list[Any], reference_name: str) -> Fidelity:
+        import numpy as np
+
+        pairs = zip(outputs, reference, strict=True)
+        diffs = [np.abs(np.asarray(o, np.float64) - np.asarray(r, np.float64)) for o, r in pairs]
+        first, ref = np.asarray(outputs[0]), np.asarray(reference[0])
+        agreement = None
+        if first.ndim >= 2 and first.shape[-1] > 1:
+            agreement = float(np.mean(np.argmax(first, axis=-1) == np.argmax(ref, axis=-1)))
+        return cls(
+            max_abs=float(max(d.max() for d in diffs)),
+            mean_abs=float(np.mean(np.concatenate([d.ravel() for d in diffs]))),
+            top1_agreement=agreement,
+            reference=reference_name,
+        )
+
+
+@dataclass(frozen=True)
 class CellResult:
     """Everything measured for one cell. `as_dict()` is the JSON record; its names are stable."""
 
@@ -91,6 +126,11 @@ class CellResult:
     artifact: str | None = None
     energy: Energy = field(default_factory=lambda: Energy(None, None, "unknown"))
     stop_reason: str | None = None
+    emulated: bool = False
+    fidelity: Fidelity | None = None
+    accuracy_delta: float | None = None  # accuracy minus the float32 reference's, same data
+    delegated_fraction: float | None = None
+    details: dict[str, Any] = field(default_factory=dict)
     samples_ns: Any = None  # np.ndarray of raw call times, kept for later statistics
 
     def __post_init__(self) -> None:
@@ -140,6 +180,7 @@ class CellResult:
             "model": c.model,
             "dataset": self.dataset,
             "backend": c.backend,
+            "options": dict(c.options),
             "device": c.device,
             "precision": c.precision,
             "batch_size": c.batch_size,
@@ -160,6 +201,11 @@ class CellResult:
                 if self.accuracy_metric
                 else None
             ),
+            "accuracy_delta": self.accuracy_delta,
+            "fidelity": asdict(self.fidelity) if self.fidelity else None,
+            "delegated_fraction": self.delegated_fraction,
+            "emulated": self.emulated,
+            "details": self.details,
             "model_bytes": self.model_bytes,
             "artifact": self.artifact,
             "energy": asdict(self.energy),

@@ -5,63 +5,151 @@ from __future__ import annotations
 import hashlib
 import json
 import zipfile
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
+from xpubench.convert.graph import Artifacts
 from xpubench.errors import UsageError
 from xpubench.models.zoo import ZOO
 from xpubench.paths import cache_dir
 
-USER_FORMATS = {".onnx": "onnx", ".tflite": "tflite", ".keras": "keras"}
+if TYPE_CHECKING:
+    from xpubench.backends.base import TensorSpec
+
+# A user's file: its suffix -> its artifact format.
+USER_FORMATS = {".onnx": "onnx", ".tflite": "tflite", ".keras": "keras", ".pt2": "pt2"}
+# The runtime that runs each source format unconverted: the float32 reference for fidelity.
+REFERENCE_BACKEND = {"keras": "tensorflow", "onnx": "onnxruntime", "tflite": "litert", "pt2": "torch"}
+CALIBRATION_SAMPLES = 256
+RANDOM_SAMPLES = 64  # inputs drawn from the signature when the user gave no data
+INPUT_SEED = 20210412
 
 
 @dataclass
 class Workload:
-    """A model ready to benchmark: artifacts per format, and the data to feed and score it."""
+    """A model ready to benchmark: its artifacts, and the data to feed, score and calibrate it."""
 
     name: str
-    source_format: str
+    artifacts: Artifacts
     dataset: str | None = None
     metric: str | None = None
     x_eval: np.ndarray | None = None
     y_eval: np.ndarray | None = None
+    x_calibration: np.ndarray | None = None
     reference_accuracy: float | None = None  # the unconverted model's score on the same split
-    _make: dict[str, Callable[[], Path]] = field(default_factory=dict, repr=False)
-    _made: dict[str, Path] = field(default_factory=dict, repr=False)
+    shapes: Mapping[str, tuple[int, ...]] = field(default_factory=dict)  # --shape: one sample, per input
+    reference: tuple[list[np.ndarray], str] | None = field(default=None, repr=False)  # set by the sweep
+    _specs: list[TensorSpec] | None = field(default=None, repr=False)
+    _random: list[np.ndarray] | None = field(default=None, repr=False)
 
     @property
-    def formats(self) -> tuple[str, ...]:
-        return tuple(self._make)
+    def source_kind(self) -> str:
+        return self.artifacts.source_kinds[0]
 
-    def artifact(self, fmt: str) -> Path:
-        """The artifact in `fmt`, converted (once, cached) from the source when needed."""
-        if fmt not in self._make:
-            raise LookupError(f"no {fmt} artifact can be made from a {self.source_format} model")
-        if fmt not in self._made:
-            self._made[fmt] = self._make[fmt]()
-        return self._made[fmt]
+    @property
+    def source_format(self) -> str:
+        return self.source_kind.split(":")[0]
+
+    def artifact(self, kind: str) -> Path:
+        return self.artifacts.get(kind)
+
+    @property
+    def input_specs(self) -> list[TensorSpec]:
+        """The inputs as the reference runtime reads them from the source, with --shape applied."""
+        if self._specs is None:
+            from xpubench.backends import get_backend
+
+            backend = get_backend(REFERENCE_BACKEND[self.source_format])(self.artifacts.sources[self.source_kind])
+            try:
+                self._specs = [apply_shape(spec, self.shapes) for spec in backend.inputs]
+            finally:
+                backend.close()
+        return self._specs
+
+    def fidelity_inputs(self) -> list[np.ndarray]:
+        """The inputs every variant is compared on: the held-out data, or a fixed random draw."""
+        if self.x_eval is not None:
+            return [self.x_eval]
+        if self._random is None:
+            self._random = random_inputs(self.input_specs, RANDOM_SAMPLES, INPUT_SEED)
+        return self._random
+
+    def calibration(self) -> list[np.ndarray]:
+        if self.x_calibration is not None:
+            return [self.x_calibration[:CALIBRATION_SAMPLES]]
+        return random_inputs(self.input_specs, CALIBRATION_SAMPLES, INPUT_SEED + 1)
 
 
-def resolve(name: str, say: Callable[[str], None] = print) -> Workload:
-    """A zoo name or a path to a model file -> Workload. Bad input raises UsageError."""
-    if name in ZOO:
-        return _zoo_workload(name, say)
-    path = Path(name)
-    if path.suffix.lower() not in USER_FORMATS:
-        if not path.exists():
+def apply_shape(spec: TensorSpec, shapes: Mapping[str, tuple[int, ...]]) -> TensorSpec:
+    """Fix a spec's dynamic sample dimensions from --shape (by input name, or "" for any input)."""
+    from xpubench.backends.base import TensorSpec
+
+    given = shapes.get(spec.name, shapes.get(""))
+    if given is None:
+        return spec
+    if len(given) != len(spec.shape) - 1:
+        raise UsageError(
+            f"--shape for input {spec.name!r} has {len(given)} dimensions; one sample of it has "
+            f"{len(spec.shape) - 1} ({'x'.join('?' if d is None else str(d) for d in spec.shape[1:])})"
+        )
+    for have, want in zip(spec.shape[1:], given, strict=True):
+        if have is not None and have != want:
+            raise UsageError(f"--shape {want} for input {spec.name!r} contradicts its fixed dimension {have}")
+    return TensorSpec(spec.name, (spec.shape[0], *given), spec.dtype)
+
+
+def random_inputs(specs: list[TensorSpec], count: int, seed: int) -> list[np.ndarray]:
+    """`count` samples per input drawn from the signature: standard normal floats, small integers."""
+    rng = np.random.default_rng(seed)
+    arrays = []
+    for spec in specs:
+        dims = spec.shape[1:]
+        if any(d is None for d in dims):
+            shown = "x".join("?" if d is None else str(d) for d in dims)
             raise UsageError(
-                f"unknown model {name!r}: choose from {', '.join(ZOO)} (xpubench zoo) or give a model file"
+                f"input {spec.name!r} has dynamic dimensions ({shown}): fix them with --shape {spec.name}=D,D,..."
             )
-        raise UsageError(f"{name} is not a model file: give a .onnx, .tflite or .keras file")
-    if not path.is_file():
-        raise UsageError(f"no such model file: {name}")
-    return _user_workload(path)
+        shape = (count, *dims)
+        if np.issubdtype(spec.dtype, np.floating):
+            arrays.append(rng.standard_normal(shape).astype(spec.dtype))
+        elif spec.dtype == np.bool_:
+            arrays.append(rng.integers(0, 2, shape).astype(np.bool_))
+        else:
+            arrays.append(rng.integers(0, 10, shape).astype(spec.dtype))
+    return arrays
 
 
-def _zoo_workload(name: str, say: Callable[[str], None]) -> Workload:
+def resolve(
+    name: str,
+    say: Callable[[str], None] = print,
+    data: Path | None = None,
+    shapes: Mapping[str, tuple[int, ...]] | None = None,
+) -> Workload:
+    """A zoo name or a path to a model file -> Workload. Bad input raises UsageError."""
+    shapes = dict(shapes or {})
+    if name in ZOO:
+        workload = _zoo_workload(name, say, shapes)
+    else:
+        path = Path(name)
+        if path.suffix.lower() not in USER_FORMATS:
+            if not path.exists():
+                raise UsageError(
+                    f"unknown model {name!r}: choose from {', '.join(ZOO)} (xpubench zoo) or give a model file"
+                )
+            raise UsageError(f"{name} is not a model file: give a .onnx, .tflite, .keras or .pt2 file")
+        if not path.is_file():
+            raise UsageError(f"no such model file: {name}")
+        workload = _user_workload(path, shapes)
+    if data is not None:
+        _attach_data(workload, data)
+    return workload
+
+
+def _zoo_workload(name: str, say: Callable[[str], None], shapes: dict) -> Workload:
     from xpubench.models.datasets import load_dataset
     from xpubench.models.training import ensure_trained
 
@@ -69,48 +157,60 @@ def _zoo_workload(name: str, say: Callable[[str], None]) -> Workload:
     folder = ensure_trained(entry, say)
     meta = json.loads((folder / "meta.json").read_text())
     split = load_dataset(entry.dataset)
-    keras_path = folder / "model.keras"
-    return Workload(
+    workload = Workload(
         name=name,
-        source_format="keras",
+        artifacts=Artifacts({"keras:fp32": folder / "model.keras"}, folder, shapes),
         dataset=entry.dataset,
         metric=entry.metric,
         x_eval=split.x_test,
         y_eval=split.y_test,
+        x_calibration=split.x_train,
         reference_accuracy=meta["keras_accuracy"],
-        _make=_conversions(keras_path, folder),
+        shapes=shapes,
     )
+    workload.artifacts.use_calibration(workload.calibration, f"{entry.dataset}:train")
+    return workload
 
 
-def _conversions(keras_path: Path, folder: Path) -> dict[str, Callable[[], Path]]:
-    from xpubench.convert import keras as kc
-
-    def cached(out: Path, convert: Callable) -> Callable[[], Path]:
-        def make() -> Path:
-            if not out.exists():
-                convert(kc.load_keras(keras_path), out)
-            return out
-
-        return make
-
-    return {
-        "keras": lambda: keras_path,
-        "onnx": cached(folder / "model.onnx", kc.keras_to_onnx),
-        "tflite": cached(folder / "model.fp32.tflite", kc.keras_to_tflite_fp32),
-    }
-
-
-def _user_workload(path: Path) -> Workload:
+def _user_workload(path: Path, shapes: dict) -> Workload:
     fmt = USER_FORMATS[path.suffix.lower()]
     _check_is_model(path, fmt)
-    if fmt == "keras":
-        digest = hashlib.sha256(path.read_bytes()).hexdigest()[:16]
-        folder = cache_dir() / "artifacts" / f"{path.stem}-{digest}"
-        folder.mkdir(parents=True, exist_ok=True)
-        make = _conversions(path, folder)
-    else:
-        make = {fmt: lambda: path}
-    return Workload(name=path.name, source_format=fmt, _make=make)
+    precision = _tflite_precision(path) if fmt == "tflite" else "fp32"
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()[:16]
+    folder = cache_dir() / "artifacts" / f"{path.stem}-{digest}"
+    artifacts = Artifacts({f"{fmt}:{precision}": path.resolve()}, folder, shapes)
+    workload = Workload(name=path.name, artifacts=artifacts, shapes=shapes)
+    artifacts.use_calibration(workload.calibration, f"random:{sorted(shapes.items())}")
+    return workload
+
+
+def _attach_data(workload: Workload, data: Path) -> None:
+    """--data FILE.npz: `x` feeds accuracy, fidelity and calibration; `y` (optional) scores top-1."""
+    from xpubench.data.files import load_arrays
+
+    x, y = load_arrays(data)
+    workload.x_eval, workload.y_eval, workload.x_calibration = x, y, x
+    workload.dataset = data.name
+    workload.metric = "top1" if y is not None else None
+    workload.reference_accuracy = None
+    workload.artifacts.use_calibration(workload.calibration, f"data:{hashlib.sha256(x.tobytes()).hexdigest()[:16]}")
+
+
+def _tflite_precision(path: Path) -> str:
+    """What a user's LiteRT file is: full integer (by its input type), float16 or dynamic range (by
+    its weights), or float32."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    interpreter = Interpreter(model_path=str(path))
+    inputs = interpreter.get_input_details()
+    if inputs and inputs[0]["dtype"] in (np.int8, np.uint8):
+        return "uint8" if inputs[0]["dtype"] == np.uint8 else "int8"
+    types = {d["dtype"] for d in interpreter.get_tensor_details()}
+    if np.float16 in types:
+        return "fp16"
+    if np.int8 in types:
+        return "int8-dynamic"
+    return "fp32"
 
 
 def _check_is_model(path: Path, fmt: str) -> None:
@@ -118,8 +218,9 @@ def _check_is_model(path: Path, fmt: str) -> None:
     head = path.read_bytes()[:8]
     if fmt == "tflite" and head[4:8] != b"TFL3":
         raise UsageError(f"{path} is not a TFLite model (no TFL3 identifier): give a .tflite flatbuffer")
-    if fmt == "keras" and not zipfile.is_zipfile(path):
-        raise UsageError(f"{path} is not a Keras 3 .keras archive: save it with model.save('model.keras')")
+    if fmt in ("keras", "pt2") and not zipfile.is_zipfile(path):
+        how = "model.save('model.keras')" if fmt == "keras" else "torch.export.save(program, 'model.pt2')"
+        raise UsageError(f"{path} is not a {fmt} archive: save it with {how}")
     if fmt == "onnx":
         import onnx
 

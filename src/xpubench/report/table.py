@@ -32,6 +32,21 @@ def _size(r: Record) -> str:
     return f"{size / 1024:.1f}" if size else ""
 
 
+def _backend(r: Record) -> str:
+    options = r.get("options") or {}
+    if not options:
+        return r["backend"]
+    return f"{r['backend']}[{','.join(f'{k}={v}' for k, v in sorted(options.items()))}]"
+
+
+def _fidelity(key: str, digits: int = 3) -> Callable[[Record], str]:
+    return lambda r: _num((r.get("fidelity") or {}).get(key), digits)
+
+
+def _signed(value: float | None) -> str:
+    return "" if value is None else f"{value:+.4f}"
+
+
 def _stable(r: Record) -> str:
     if r["status"] != "ok":
         return ""
@@ -41,7 +56,7 @@ def _stable(r: Record) -> str:
 # (header with unit, how to read it from a record)
 COLUMNS: tuple[tuple[str, Callable[[Record], str]], ...] = (
     ("model", lambda r: r["model"]),
-    ("backend", lambda r: r["backend"]),
+    ("backend", _backend),
     ("device", lambda r: r["device"]),
     ("precision", lambda r: r["precision"]),
     ("batch", lambda r: str(r["batch_size"])),
@@ -52,11 +67,19 @@ COLUMNS: tuple[tuple[str, Callable[[Record], str]], ...] = (
     ("per sample [ms]", lambda r: _num(r.get("per_sample_ms"))),
     ("throughput [1/s]", lambda r: _num(r.get("throughput_sps"))),
     ("accuracy", _accuracy),
+    ("Δacc", lambda r: _signed(r.get("accuracy_delta"))),
+    ("top-1 agree", _fidelity("top1_agreement", 4)),
+    ("max |Δ|", _fidelity("max_abs")),
+    ("delegated", lambda r: "" if r.get("delegated_fraction") is None else f"{r['delegated_fraction']:.0%}"),
     ("size [KiB]", _size),
     ("K [W*ms]", lambda r: _num((r.get("energy") or {}).get("k_w_ms"))),
     ("runs", lambda r: str(r.get("runs") or "")),
     ("stable", _stable),
+    ("emulated", lambda r: "emulated" if r.get("emulated") else ""),
 )
+
+
+NUMERIC = ("batch", "threads", "runs", "accuracy", "Δacc", "top-1 agree", "max |Δ|", "delegated")
 
 
 def rows(records: Sequence[Record]) -> tuple[list[str], list[list[str]]]:
@@ -68,7 +91,7 @@ def notes(records: Sequence[Record]) -> list[str]:
     """One line per cell that was not measured, or measured with warnings."""
     lines = []
     for r in records:
-        label = f"{r['model']} {r['backend']} {r['precision']} b{r['batch_size']} t{r['threads']}"
+        label = f"{r['model']} {_backend(r)} {r['device']} {r['precision']} b{r['batch_size']} t{r['threads']}"
         if r["status"] != "ok":
             lines.append(f"{label}: {r['status']}: {r['reason']}")
         for warning in r.get("warnings") or ():
@@ -79,7 +102,7 @@ def notes(records: Sequence[Record]) -> list[str]:
 def render_text(records: Sequence[Record]) -> str:
     headers, body = rows(records)
     widths = [max(len(h), *(len(row[i]) for row in body)) if body else len(h) for i, h in enumerate(headers)]
-    numeric = {i for i, h in enumerate(headers) if "[" in h or h in ("batch", "threads", "runs", "accuracy")}
+    numeric = {i for i, h in enumerate(headers) if "[" in h or h in NUMERIC}
 
     def line(cells: Sequence[str]) -> str:
         pairs = enumerate(zip(cells, widths, strict=True))

@@ -1,0 +1,241 @@
+"""Model files xpubench did not make, written here with each framework's own tools, through every
+backend that can take them: the bring-your-own-model path as a user runs it."""
+
+import json
+
+import numpy as np
+import pytest
+
+from tests.conftest import run_cli
+
+FAST = ["--runs", "5", "--min-time", "0.02", "--warmup-runs", "1", "--warmup-time", "0"]
+# What this machine lacks; every other cell must be measured.
+ABSENT = ("edgetpu", "tensorrt")
+
+pytestmark = pytest.mark.slow
+
+
+def run_json(tmp_path, *args):
+    out_file = tmp_path / "out.json"
+    done = run_cli("run", *args, "--json", str(out_file), "--results", str(tmp_path / "res"), *FAST)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return done, json.loads(out_file.read_text())["cells"]
+
+
+def by_key(cells):
+    return {(c["backend"], tuple(sorted(c["options"].items())), c["device"], c["precision"], c["batch_size"]): c
+            for c in cells}
+
+
+def assert_measured(cell):
+    assert cell["status"] == "ok", f"{cell['key']}: {cell['status']}: {cell['reason']}"
+    assert cell["latency_ms"]["median"] > 0 and cell["model_bytes"] > 0
+    assert cell["fidelity"] is not None, cell["key"]
+
+
+@pytest.fixture(scope="module")
+def keras_file(tmp_path_factory):
+    """A small CNN with odd layer names, trained for a moment so that its outputs mean something."""
+    from xpubench.convert.keras import quiet_tensorflow
+
+    quiet_tensorflow()
+    import keras
+
+    keras.utils.set_random_seed(5)
+    model = keras.Sequential(
+        [
+            keras.Input((12, 12, 1), name="pixels_in"),
+            keras.layers.Conv2D(8, 3, activation="relu", name="Conv.odd-1"),
+            keras.layers.Flatten(name="flat"),
+            keras.layers.Dense(64, activation="relu", name="hidden_64"),
+            keras.layers.Dense(3, activation="softmax", name="Scores"),
+        ]
+    )
+    x = np.random.default_rng(1).random((300, 12, 12, 1), dtype=np.float32)
+    y = (x[:, :6].mean(axis=(1, 2, 3)) * 3).astype(int).clip(0, 2)
+    model.compile("adam", "sparse_categorical_crossentropy")
+    model.fit(x, y, epochs=2, verbose=0)
+    folder = tmp_path_factory.mktemp("keras")
+    model.save(folder / "user model.keras")
+    np.savez(folder / "data.npz", x=x[:100], y=y[:100])
+    return folder / "user model.keras", folder / "data.npz"
+
+
+def test_a_keras_file_runs_through_every_backend_and_precision(keras_file, tmp_path):
+    path, data = keras_file
+    done, cells = run_json(tmp_path, str(path), "--backend", "all", "--precision", "all", "--batch", "1,3",
+                           "--data", str(data))
+    cells_by = by_key(cells)
+    for cell in cells:
+        if cell["backend"] in ABSENT or cell["device"] == "cuda":
+            assert cell["status"] == "unavailable" and cell["reason"], cell["key"]
+            assert "\n" not in cell["reason"]
+            continue
+        assert_measured(cell)
+        assert cell["accuracy"]["metric"] == "top1"
+    measured = {(c["backend"], c["precision"], tuple(c["options"].items())) for c in cells if c["status"] == "ok"}
+    assert measured >= {
+        ("tensorflow", "fp32", ()),
+        *(("litert", p, ()) for p in ("fp32", "int8-dynamic", "fp16", "int8", "uint8")),
+        *(("onnxruntime", p, ()) for p in ("fp32", "fp16", "int8-dynamic", "int8")),
+        *(("openvino", p, ()) for p in ("fp32", "bf16", "int8")),
+        *(("torch", p, m) for p in ("fp32", "bf16") for m in ((), (("mode", "compile"),))),
+        ("tflm", "fp32", ()), ("tflm", "int8", ()), ("hls4ml", "fixed<16,6>", ()),
+    }
+    # Emulated cells say so, in the JSON and in the table.
+    for cell in cells:
+        assert cell["emulated"] is (cell["backend"] in ("tflm", "hls4ml")), cell["key"]
+    assert "emulated" in done.stdout.split("\n")[0] and done.stdout.count(" emulated") >= 4
+    assert cells_by[("tflm", (), "mcu-emulated", "int8", 1)]["details"]["arena_bytes"] > 0
+    # Quantised LiteRT artifacts are a fraction of float32's size, and int8 stays accurate.
+    size = {p: cells_by[("litert", (), "cpu", p, 1)]["model_bytes"] for p in ("fp32", "int8-dynamic", "fp16", "int8")}
+    assert size["int8"] <= 0.30 * size["fp32"] and size["int8-dynamic"] <= 0.30 * size["fp32"]
+    assert size["fp16"] <= 0.55 * size["fp32"]
+    for backend, precision in (("litert", "int8"), ("onnxruntime", "int8"), ("openvino", "int8")):
+        cell = cells_by[(backend, (), "cpu", precision, 1)]
+        assert abs(cell["accuracy_delta"]) <= 0.03, cell["key"]
+        assert cell["fidelity"]["top1_agreement"] >= 0.9, cell["key"]
+    # Float32 on every runtime reproduces the Keras reference.
+    for backend in ("litert", "onnxruntime", "openvino", "torch"):
+        assert cells_by[(backend, (), "cpu", "fp32", 3)]["fidelity"]["max_abs"] < 1e-4, backend
+
+
+@pytest.fixture(scope="module")
+def pt2_file(tmp_path_factory):
+    import torch
+
+    class TinyNet(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.Conv_odd = torch.nn.Conv2d(2, 4, 3, padding=1)
+            self.head = torch.nn.Linear(4, 5)
+
+        def forward(self, image_in):
+            h = torch.relu(self.Conv_odd(image_in)).mean(dim=(2, 3))
+            return torch.softmax(self.head(h), dim=-1)
+
+    torch.manual_seed(0)
+    example = (torch.randn(2, 2, 10, 10),)
+    program = torch.export.export(TinyNet().eval(), example, dynamic_shapes=({0: torch.export.Dim("batch")},))
+    path = tmp_path_factory.mktemp("pt2") / "tiny net.pt2"
+    torch.export.save(program, path)
+    return path
+
+
+def test_a_pytorch_export_runs_on_torch_and_every_onnx_runtime(pt2_file, tmp_path):
+    _, cells = run_json(tmp_path, str(pt2_file), "--backend", "torch,onnxruntime,openvino,litert",
+                        "--precision", "fp32,int8", "--batch", "1,4")
+    for cell in cells:
+        if cell["backend"] == "litert" or (cell["backend"] == "torch" and cell["precision"] == "int8"):
+            assert cell["status"] == "unavailable", cell["key"]
+            continue
+        assert_measured(cell)
+        if cell["precision"] == "fp32":
+            assert cell["fidelity"]["max_abs"] < 1e-5 and cell["fidelity"]["reference"].startswith("torch")
+    reasons = {c["reason"] for c in cells if c["backend"] == "litert"}
+    assert reasons == {"no converter chain leads from pt2:fp32 to tflite:fp32",
+                       "no converter chain leads from pt2:fp32 to tflite:int8"}
+
+
+@pytest.fixture(scope="module")
+def tflite_file(tmp_path_factory):
+    from xpubench.convert.keras import quiet_tensorflow
+
+    quiet_tensorflow()
+    import tensorflow as tf
+
+    rng = np.random.default_rng(2)
+
+    class Scorer(tf.Module):
+        def __init__(self):
+            self.w = tf.constant(rng.standard_normal((16, 6)).astype(np.float32))
+
+        @tf.function(input_signature=[tf.TensorSpec([1, 16], tf.float32, name="feats")])
+        def __call__(self, x):
+            return tf.nn.softmax(tf.nn.relu(tf.matmul(x, self.w)))
+
+    module = Scorer()
+    converter = tf.lite.TFLiteConverter.from_concrete_functions([module.__call__.get_concrete_function()], module)
+    path = tmp_path_factory.mktemp("tflite") / "scorer.tflite"
+    path.write_bytes(converter.convert())
+    return path
+
+
+def test_a_tflite_file_runs_on_litert_tflm_and_through_onnx(tflite_file, tmp_path):
+    _, cells = run_json(tmp_path, str(tflite_file), "--backend", "litert,litert:xnnpack=off,tflm,onnxruntime,openvino",
+                        "--batch", "1")
+    assert len(cells) == 5
+    for cell in cells:
+        assert_measured(cell)
+        assert cell["fidelity"]["max_abs"] < 1e-5 and cell["fidelity"]["top1_agreement"] == 1.0
+    xnnpack_off = next(c for c in cells if c["options"] == {"xnnpack": "off"})
+    assert xnnpack_off["delegated_fraction"] is None and xnnpack_off["details"]["xnnpack"] == "off"
+
+
+@pytest.fixture(scope="module")
+def fixed_batch_onnx(tmp_path_factory):
+    """Batch size fixed at 4, and tensor names that are not identifiers."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(4)
+    nodes = [
+        helper.make_node("Conv", ["input:0/x", "w.conv"], ["c"], pads=[1, 1, 1, 1]),
+        helper.make_node("Relu", ["c"], ["r"]),
+        helper.make_node("GlobalAveragePool", ["r"], ["g"]),
+        helper.make_node("Flatten", ["g"], ["f"]),
+        helper.make_node("Softmax", ["f"], ["scores.out"]),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "fixed",
+        [helper.make_tensor_value_info("input:0/x", TensorProto.FLOAT, [4, 2, 6, 6])],
+        [helper.make_tensor_value_info("scores.out", TensorProto.FLOAT, [4, 3])],
+        [numpy_helper.from_array(rng.standard_normal((3, 2, 3, 3)).astype(np.float32), "w.conv")],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 9
+    folder = tmp_path_factory.mktemp("onnx")
+    onnx.save(model, folder / "fixed4.onnx")
+    x = rng.standard_normal((40, 2, 6, 6)).astype(np.float32)
+    np.savez(folder / "data.npz", x=x, y=rng.integers(0, 3, 40))
+    return folder / "fixed4.onnx", folder / "data.npz"
+
+
+def test_a_fixed_batch_onnx_file_says_which_batch_it_takes(fixed_batch_onnx, tmp_path):
+    path, data = fixed_batch_onnx
+    _, cells = run_json(tmp_path, str(path), "--backend", "onnxruntime,openvino,torch", "--precision", "fp32,int8",
+                        "--batch", "1,4", "--data", str(data))
+    for cell in cells:
+        if cell["batch_size"] == 1:
+            assert cell["status"] == "unavailable"
+            assert cell["reason"] in ("the model takes batch size 4 only: use --batch 4",
+                                      "torch has no int8 variant (it has fp32, bf16)"), cell["reason"]
+        elif cell["backend"] == "torch" and cell["precision"] == "int8":
+            assert cell["status"] == "unavailable"
+        else:
+            assert_measured(cell)
+            assert cell["accuracy"]["metric"] == "top1" and cell["dataset"] == "data.npz"
+
+
+def test_dynamic_dimensions_need_a_shape(tmp_path):
+    import onnx
+    from onnx import TensorProto, helper
+
+    graph = helper.make_graph(
+        [helper.make_node("GlobalAveragePool", ["x"], ["y"])],
+        "dyn",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["n", 2, "h", "w"])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["n", 2, 1, 1])],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 9
+    onnx.save(model, tmp_path / "dyn.onnx")
+    done = run_cli("run", str(tmp_path / "dyn.onnx"), "--results", str(tmp_path / "res"), *FAST)
+    assert done.returncode == 2
+    assert done.stderr.strip().splitlines() == [
+        "xpubench run: error: input 'x' has dynamic dimensions (2x?x?): fix them with --shape x=D,D,..."
+    ]
+    _, cells = run_json(tmp_path, str(tmp_path / "dyn.onnx"), "--shape", "x=2,5,7", "--batch", "3",
+                        "--backend", "onnxruntime")
+    assert_measured(cells[0])
