@@ -239,3 +239,30 @@ def test_dynamic_dimensions_need_a_shape(tmp_path):
     _, cells = run_json(tmp_path, str(tmp_path / "dyn.onnx"), "--shape", "x=2,5,7", "--batch", "3",
                         "--backend", "onnxruntime")
     assert_measured(cells[0])
+
+
+def test_a_savedmodel_folder_runs_on_tensorflow_litert_and_onnxruntime(tmp_path):
+    from xpubench.convert.keras import quiet_tensorflow
+
+    quiet_tensorflow()
+    import tensorflow as tf
+
+    class Affine(tf.Module):
+        def __init__(self):
+            self.w = tf.constant(np.random.default_rng(6).standard_normal((10, 4)).astype(np.float32))
+
+        @tf.function(input_signature=[tf.TensorSpec([None, 10], tf.float32, name="features")])
+        def __call__(self, x):
+            return {"scores": tf.nn.softmax(tf.matmul(x, self.w))}
+
+    module = Affine()
+    tf.saved_model.save(module, str(tmp_path / "exported"), signatures=module.__call__.get_concrete_function())
+    _, cells = run_json(tmp_path, str(tmp_path / "exported"), "--backend", "tensorflow,litert,onnxruntime",
+                        "--precision", "fp32,int8-dynamic", "--batch", "2")
+    measured = {(c["backend"], c["precision"]) for c in cells if c["status"] == "ok"}
+    assert measured == {("tensorflow", "fp32"), ("litert", "fp32"), ("litert", "int8-dynamic"),
+                        ("onnxruntime", "fp32"), ("onnxruntime", "int8-dynamic")}
+    for cell in cells:
+        if cell["status"] == "ok":
+            assert cell["fidelity"]["reference"].startswith("tensorflow savedmodel")
+            assert cell["fidelity"]["top1_agreement"] >= 0.95

@@ -146,10 +146,11 @@ def measure_cell(cell: Cell, workload: Workload, config: MeasureConfig, tdp_w: f
     reason = backend_cls.unavailable_reason(cell.device, cell.precision, options)
     if reason:
         return CellResult.not_measured(cell, "unavailable", reason, **common)
-    kind = backend_cls.artifact_kind(cell.precision, options)
-    reason = workload.artifacts.reason(kind)
-    if reason:
-        return CellResult.not_measured(cell, "unavailable", reason, **common)
+    kinds = backend_cls.artifact_kinds(cell.precision, options)
+    reasons = [workload.artifacts.reason(k) for k in kinds]
+    if all(reasons):
+        return CellResult.not_measured(cell, "unavailable", str(reasons[0]), **common)
+    kind = kinds[reasons.index(None)]
     backend: Backend | None = None
     try:
         try:

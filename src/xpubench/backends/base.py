@@ -66,6 +66,11 @@ class Backend(ABC):
         return f"{cls.formats[0]}:{precision}"
 
     @classmethod
+    def artifact_kinds(cls, precision: str, options: Mapping[str, str] | None = None) -> tuple[str, ...]:
+        """Every artifact kind it can run `precision` from, the preferred first."""
+        return (cls.artifact_kind(precision, options),)
+
+    @classmethod
     def unavailable_reason(
         cls, device: str = "cpu", precision: str = "fp32", options: Mapping[str, str] | None = None
     ) -> str | None:
@@ -79,9 +84,10 @@ class Backend(ABC):
         return None
 
     @classmethod
-    def claim_process(cls, threads: int) -> None:  # noqa: B027  (optional hook)
+    def claim_process(cls, threads: int) -> None:
         """Called once before a sweep's first cell with this backend, with that cell's thread count:
         for runtimes whose process-wide settings are fixed at start-up."""
+        return None
 
     @classmethod
     def resolve_options(cls, given: Mapping[str, str] | None = None) -> dict[str, str]:

@@ -1,4 +1,4 @@
-"""The unconverted Keras model on TensorFlow: the source studies' "TensorFlow" row."""
+"""The unconverted Keras model or SavedModel on TensorFlow: the source studies' "TensorFlow" row."""
 
 from __future__ import annotations
 
@@ -13,9 +13,13 @@ from xpubench.backends.base import Backend, TensorSpec
 
 class TensorFlowBackend(Backend):
     name = "tensorflow"
-    formats = ("keras",)
+    formats = ("keras", "savedmodel")
     distribution = "tensorflow-cpu"
     module = "tensorflow"
+
+    @classmethod
+    def artifact_kinds(cls, precision: str, options: Mapping[str, str] | None = None) -> tuple[str, ...]:
+        return tuple(f"{fmt}:{precision}" for fmt in cls.formats)
 
     @classmethod
     def claim_process(cls, threads: int) -> None:
@@ -43,17 +47,33 @@ class TensorFlowBackend(Backend):
         import tensorflow as tf
 
         _set_threads(tf, threads)
-        self._model = load_keras(self.artifact)
-        # One traced graph per input shape, as a deployed TF model runs; the eager Python call
-        # path of `model(x)` would add milliseconds that are Keras', not TensorFlow's.
-        self.infer = tf.function(self._model, reduce_retracing=True)
+        if self.artifact.is_dir():  # a SavedModel: its serving signature, called with positional tensors
+            signature = tf.saved_model.load(str(self.artifact)).signatures["serving_default"]
+            specs = signature.structured_input_signature[1]
+            self._names = sorted(specs)
+            self._specs = [
+                TensorSpec(n, tuple(specs[n].shape), np.dtype(specs[n].dtype.as_numpy_dtype)) for n in self._names
+            ]
+            output_names = sorted(signature.structured_outputs)
+
+            def run(*tensors: Any) -> list[Any]:
+                out = signature(**dict(zip(self._names, tensors, strict=True)))
+                return [out[n] for n in output_names]
+
+            self.infer = (lambda xs: run(*xs)) if len(self._names) > 1 else run
+        else:
+            model = load_keras(self.artifact)
+            self._specs = [
+                TensorSpec(t.name.split(":")[0], tuple(t.shape), np.dtype(getattr(t.dtype, "name", t.dtype)))
+                for t in model.inputs
+            ]
+            # One traced graph per input shape, as a deployed TF model runs; the eager Python call
+            # path of `model(x)` would add milliseconds that are Keras', not TensorFlow's.
+            self.infer = tf.function(model, reduce_retracing=True)
 
     @property
     def inputs(self) -> list[TensorSpec]:
-        return [
-            TensorSpec(t.name.split(":")[0], tuple(t.shape), np.dtype(getattr(t.dtype, "name", t.dtype)))
-            for t in self._model.inputs
-        ]
+        return self._specs
 
     def prepare(self, arrays: Sequence[np.ndarray]) -> Any:
         import tensorflow as tf

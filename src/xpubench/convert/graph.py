@@ -34,6 +34,7 @@ CONVERTER_MODULES = (
 # How an artifact of each format is named on disk ("" for a folder).
 FORMAT_SUFFIX = {
     "keras": ".keras",
+    "savedmodel": ".savedmodel",
     "onnx": ".onnx",
     "tflite": ".tflite",
     "openvino": ".xml",

@@ -61,13 +61,18 @@ def keras_to_onnx(model: Any, out: Path) -> Path:
 
 
 def keras_to_tflite(model: Any, out: Path, precision: str = "fp32", calibration: list | None = None) -> Path:
+    import tensorflow as tf
+
+    return _to_tflite(tf.lite.TFLiteConverter.from_keras_model(model), out, precision, calibration)
+
+
+def _to_tflite(converter_: Any, out: Path, precision: str, calibration: list | None) -> Path:
     """The study's LiteRT variants: "not optimised" (fp32), dynamic range (int8 weights, float
     activations), float16 weights, and full integer (int8, or uint8 input/output as the Edge TPU
     takes it) calibrated on a representative set."""
     import numpy as np
     import tensorflow as tf
 
-    converter_ = tf.lite.TFLiteConverter.from_keras_model(model)
     if precision != "fp32":
         converter_.optimizations = [tf.lite.Optimize.DEFAULT]
     if precision == "fp16":
@@ -86,7 +91,7 @@ def keras_to_tflite(model: Any, out: Path, precision: str = "fp32", calibration:
         io_type = tf.int8 if precision == "int8" else tf.uint8
         converter_.inference_input_type = io_type
         converter_.inference_output_type = io_type
-    elif precision != "int8-dynamic":
+    elif precision not in ("fp32", "int8-dynamic"):
         raise ValueError(f"no LiteRT {precision} conversion")
     with native_output_silenced():
         flatbuffer = converter_.convert()
@@ -105,13 +110,38 @@ def _keras_file_to_onnx(src: Path, dst: Path, ctx: ConversionContext) -> None:
     keras_to_onnx(load_keras(src), dst)
 
 
+@converter("savedmodel:fp32", "onnx:fp32", requires=("tensorflow", "tf2onnx"))
+def _savedmodel_to_onnx(src: Path, dst: Path, ctx: ConversionContext) -> None:
+    """Through tf2onnx's own command line, which reads a SavedModel's serving signature."""
+    import subprocess
+    import sys
+
+    done = subprocess.run(
+        [sys.executable, "-m", "tf2onnx.convert", "--saved-model", str(src), "--output", str(dst), "--opset", "17"],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"},
+    )
+    if done.returncode != 0:
+        lines = done.stderr.strip().splitlines()
+        raise RuntimeError(f"tf2onnx failed on {src.name}: {lines[-1] if lines else done.returncode}")
+
+
 def _register_tflite(precision: str) -> None:
     calibrated = precision in ("int8", "uint8")
 
     @converter("keras:fp32", f"tflite:{precision}", calibrated=calibrated, requires=("tensorflow",))
-    def convert(src: Path, dst: Path, ctx: ConversionContext) -> None:
+    def from_keras(src: Path, dst: Path, ctx: ConversionContext) -> None:
         calibration = ctx.calibration_inputs() if calibrated else None
         keras_to_tflite(load_keras(src), dst, precision, calibration)
+
+    @converter("savedmodel:fp32", f"tflite:{precision}", calibrated=calibrated, requires=("tensorflow",))
+    def from_savedmodel(src: Path, dst: Path, ctx: ConversionContext) -> None:
+        quiet_tensorflow()
+        import tensorflow as tf
+
+        calibration = ctx.calibration_inputs() if calibrated else None
+        _to_tflite(tf.lite.TFLiteConverter.from_saved_model(str(src)), dst, precision, calibration)
 
 
 for _precision in ("fp32", "int8-dynamic", "fp16", "int8", "uint8"):

@@ -21,9 +21,15 @@ if TYPE_CHECKING:
     from xpubench.backends.base import TensorSpec
 
 # A user's file: its suffix -> its artifact format.
-USER_FORMATS = {".onnx": "onnx", ".tflite": "tflite", ".keras": "keras", ".pt2": "pt2"}
+USER_FORMATS = {".onnx": "onnx", ".tflite": "tflite", ".keras": "keras", ".pt2": "pt2"}  # and SavedModel folders
 # The runtime that runs each source format unconverted: the float32 reference for fidelity.
-REFERENCE_BACKEND = {"keras": "tensorflow", "onnx": "onnxruntime", "tflite": "litert", "pt2": "torch"}
+REFERENCE_BACKEND = {
+    "keras": "tensorflow",
+    "savedmodel": "tensorflow",
+    "onnx": "onnxruntime",
+    "tflite": "litert",
+    "pt2": "torch",
+}
 CALIBRATION_SAMPLES = 256
 RANDOM_SAMPLES = 64  # inputs drawn from the signature when the user gave no data
 INPUT_SEED = 20210412
@@ -135,15 +141,18 @@ def resolve(
         workload = _zoo_workload(name, say, shapes)
     else:
         path = Path(name)
-        if path.suffix.lower() not in USER_FORMATS:
+        if path.is_dir() and (path / "saved_model.pb").is_file():
+            workload = _user_workload(path, shapes)
+        elif path.suffix.lower() not in USER_FORMATS:
             if not path.exists():
                 raise UsageError(
                     f"unknown model {name!r}: choose from {', '.join(ZOO)} (xpubench zoo) or give a model file"
                 )
-            raise UsageError(f"{name} is not a model file: give a .onnx, .tflite, .keras or .pt2 file")
-        if not path.is_file():
+            raise UsageError(f"{name} is not a model file: give a .onnx, .tflite, .keras or .pt2 file or a SavedModel")
+        elif not path.is_file():
             raise UsageError(f"no such model file: {name}")
-        workload = _user_workload(path, shapes)
+        else:
+            workload = _user_workload(path, shapes)
     if data is not None:
         _attach_data(workload, data)
     return workload
@@ -173,15 +182,25 @@ def _zoo_workload(name: str, say: Callable[[str], None], shapes: dict) -> Worklo
 
 
 def _user_workload(path: Path, shapes: dict) -> Workload:
-    fmt = USER_FORMATS[path.suffix.lower()]
+    fmt = "savedmodel" if path.is_dir() else USER_FORMATS[path.suffix.lower()]
     _check_is_model(path, fmt)
     precision = _tflite_precision(path) if fmt == "tflite" else "fp32"
-    digest = hashlib.sha256(path.read_bytes()).hexdigest()[:16]
+    digest = _content_hash(path)
     folder = cache_dir() / "artifacts" / f"{path.stem}-{digest}"
     artifacts = Artifacts({f"{fmt}:{precision}": path.resolve()}, folder, shapes)
     workload = Workload(name=path.name, artifacts=artifacts, shapes=shapes)
     artifacts.use_calibration(workload.calibration, f"random:{sorted(shapes.items())}")
     return workload
+
+
+def _content_hash(path: Path) -> str:
+    """Of a file, or of every file in a folder (a SavedModel) with its relative name."""
+    h = hashlib.sha256()
+    for file in sorted(path.rglob("*")) if path.is_dir() else [path]:
+        if file.is_file():
+            h.update(str(file.relative_to(path) if path.is_dir() else file.name).encode())
+            h.update(file.read_bytes())
+    return h.hexdigest()[:16]
 
 
 def _attach_data(workload: Workload, data: Path) -> None:
@@ -215,6 +234,8 @@ def _tflite_precision(path: Path) -> str:
 
 def _check_is_model(path: Path, fmt: str) -> None:
     """Cheap structural checks, so a wrong file is a one-line error rather than a runtime crash."""
+    if fmt == "savedmodel":
+        return
     head = path.read_bytes()[:8]
     if fmt == "tflite" and head[4:8] != b"TFL3":
         raise UsageError(f"{path} is not a TFLite model (no TFL3 identifier): give a .tflite flatbuffer")
