@@ -117,17 +117,28 @@ def run_matrix(
     tdp_w = matrix.tdp_w if matrix.tdp_w is not None else catalogue.cpu_tdp_w(host.cpu_model())
     results: list[CellResult] = []
     workloads = dict(workloads or {})
-    claimed: set[str] = set()
-    for cell in cells:
-        if cell.backend not in claimed:
-            claimed.add(cell.backend)
+    # Runtimes with process-wide settings get them before any conversion starts them: each
+    # backend the matrix times, then each model's reference runtime.
+    claimed: dict[str, int] = {}
+    sources = [workloads[m].source_format if m in workloads else "keras" for m in matrix.models]  # zoo: Keras
+    for name, threads in [(c.backend, c.threads) for c in cells] + [(REFERENCE_BACKEND[f], 1) for f in sources]:
+        if name not in claimed:
+            claimed[name] = threads
             with contextlib.suppress(KeyError, ImportError, RuntimeError):  # the cell itself will say why
-                get_backend(cell.backend).claim_process(cell.threads)
+                get_backend(name).claim_process(threads)
     for index, cell in enumerate(cells):
         events.cell_started(index, len(cells), cell)
         if cell.model not in workloads:
             workloads[cell.model] = resolve(cell.model, say=events.say)
-        result = measure_cell(cell, workloads[cell.model], matrix.measure, tdp_w)
+        workload = workloads[cell.model]
+        if workload.reference is None:
+            name = REFERENCE_BACKEND[workload.source_format]
+            try:
+                workload.reference = reference_outputs(workload, claimed.get(name, 1))
+            except Exception as exc:  # fidelity is then unknown; the cells are still measured
+                events.say(f"{cell.model}: no float32 reference from {name} ({one_line(exc)}): no fidelity figures")
+                workload.reference = ()
+        result = measure_cell(cell, workload, matrix.measure, tdp_w)
         store.add_cell(run_id, result)
         results.append(result)
         events.cell_done(result)
@@ -211,28 +222,27 @@ def predict_all(backend: Backend, arrays: Sequence[np.ndarray], batch: int) -> l
     return [np.concatenate(outs) for outs in zip(*chunks, strict=True)]
 
 
-def reference_outputs(workload: Workload) -> tuple[list[np.ndarray], str] | None:
-    """The source model's own outputs on the fidelity inputs, from its own runtime; computed once."""
-    if workload.reference is None:
-        name = REFERENCE_BACKEND[workload.source_format]
-        backend_cls = get_backend(name)
-        if backend_cls.unavailable_reason(backend_cls.devices[0], "fp32"):
-            return None
-        backend = backend_cls(workload.artifacts.sources[workload.source_kind])
-        try:
-            fixed = backend.inputs[0].fixed_batch if backend.inputs else None
-            outputs = predict_all(backend, workload.fidelity_inputs(), fixed or 64)
-        finally:
-            backend.close()
-        workload.reference = (outputs, f"{name} {workload.source_kind}")
-    return workload.reference
+def reference_outputs(workload: Workload, threads: int = 1) -> tuple[list[np.ndarray], str]:
+    """The source model's own outputs on the fidelity inputs, from its own runtime."""
+    name = REFERENCE_BACKEND[workload.source_format]
+    backend_cls = get_backend(name)
+    reason = backend_cls.unavailable_reason(backend_cls.devices[0], "fp32")
+    if reason:
+        raise RuntimeError(reason)
+    backend = backend_cls(workload.artifacts.sources[workload.source_kind], threads=threads)
+    try:
+        fixed = backend.inputs[0].fixed_batch if backend.inputs else None
+        outputs = predict_all(backend, workload.fidelity_inputs(), fixed or 64)
+    finally:
+        backend.close()
+    return outputs, f"{name} {workload.source_kind}"
 
 
 def score(backend: Backend, workload: Workload, batch: int) -> dict:
     """Accuracy, its difference from the reference's, and fidelity, all on the same inputs."""
     outputs = predict_all(backend, workload.fidelity_inputs(), batch)
     found: dict = {}
-    reference = reference_outputs(workload)
+    reference = workload.reference or None  # () when it could not be computed
     if reference is not None:
         found["fidelity"] = Fidelity.compare(outputs, reference[0], reference[1])
     if workload.y_eval is not None and workload.metric == "top1":

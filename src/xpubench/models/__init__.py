@@ -48,7 +48,9 @@ class Workload:
     x_calibration: np.ndarray | None = None
     reference_accuracy: float | None = None  # the unconverted model's score on the same split
     shapes: Mapping[str, tuple[int, ...]] = field(default_factory=dict)  # --shape: one sample, per input
-    reference: tuple[list[np.ndarray], str] | None = field(default=None, repr=False)  # set by the sweep
+    # The float32 reference's outputs on fidelity_inputs() and their source; set by the sweep
+    # (an empty tuple when the reference runtime could not give them).
+    reference: tuple[list[np.ndarray], str] | tuple[()] | None = field(default=None, repr=False)
     _specs: list[TensorSpec] | None = field(default=None, repr=False)
     _random: list[np.ndarray] | None = field(default=None, repr=False)
 
