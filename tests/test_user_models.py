@@ -266,3 +266,27 @@ def test_a_savedmodel_folder_runs_on_tensorflow_litert_and_onnxruntime(tmp_path)
         if cell["status"] == "ok":
             assert cell["fidelity"]["reference"].startswith("tensorflow savedmodel")
             assert cell["fidelity"]["top1_agreement"] >= 0.95
+
+
+def test_a_torch_module_is_benchmarked_from_python(tmp_path):
+    import torch
+
+    from xpubench import benchmark
+
+    class Mlp(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.layer = torch.nn.Linear(5, 3)
+
+        def forward(self, features):
+            return torch.softmax(self.layer(features), dim=-1)
+
+    torch.manual_seed(1)
+    records = benchmark(Mlp(), backends=["torch", "onnxruntime"], example_inputs=[torch.randn(2, 5)],
+                        batch_sizes=[1, 4], results=tmp_path / "res", min_runs=5, min_time_s=0.02,
+                        warmup_runs=1, warmup_time_s=0)
+    assert [(r["backend"], r["batch_size"], r["status"]) for r in records] == [
+        ("torch", 1, "ok"), ("torch", 4, "ok"), ("onnxruntime", 1, "ok"), ("onnxruntime", 4, "ok")]
+    assert all(r["fidelity"]["max_abs"] < 1e-5 for r in records)
+    with pytest.raises(ValueError, match="example_inputs"):
+        benchmark(Mlp(), results=tmp_path / "res")

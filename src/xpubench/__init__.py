@@ -1,3 +1,6 @@
 """xpubench: where, and in what form, should this trained model run?"""
 
+from xpubench.api import benchmark
+
 __version__ = "0.1.0"
+__all__ = ["benchmark", "__version__"]
