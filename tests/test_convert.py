@@ -29,7 +29,7 @@ def test_planner_says_why_when_no_chain_exists():
 
 def test_artifact_names_are_safe_and_tell_calibration_data_apart():
     assert file_name("hls4ml:fixed<16,6>") == "model.fixed-16-6.hls4ml"
-    assert file_name("tflite:int8", "ab12") == "model.int8-calab12.tflite"
+    assert file_name("tflite:int8", "c0ffee", "ab12") == "model.int8-c0ffee-calab12.tflite"
     assert file_name("openvino:int8") == "model.int8.xml"
 
 

@@ -7,11 +7,14 @@ inside each conversion, so planning imports none of them.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import importlib
 import importlib.util
+import inspect
 import re
 import shutil
+import sys
 import tempfile
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
@@ -75,6 +78,12 @@ class Converter:
     calibrated: bool = False  # its output depends on the calibration data
     requires: tuple[str, ...] = ()  # Python modules, or executables written as "bin:NAME"
 
+    @property
+    def version(self) -> str:
+        """A digest of the module that defines the conversion: a changed converter never reuses
+        artifacts its earlier code made."""
+        return _module_digest(self.convert.__module__)
+
     def produces(self, kind: str) -> bool:
         fmt, precision = split_kind(kind)
         target_fmt, target_precision = split_kind(self.target)
@@ -92,6 +101,12 @@ class Converter:
 
 
 _REGISTRY: list[Converter] = []
+
+
+@functools.cache
+def _module_digest(module: str) -> str:
+    source = inspect.getsource(sys.modules[module])
+    return hashlib.sha256(source.encode()).hexdigest()[:6]
 
 
 def converter(
@@ -154,9 +169,12 @@ def plan(sources: Sequence[str], target: str) -> list[Converter]:
     raise NoConversion(f"no converter chain leads from {' or '.join(sources)} to {target}")
 
 
-def file_name(kind: str, calibration_digest: str | None = None) -> str:
+def file_name(kind: str, version: str = "", calibration_digest: str | None = None) -> str:
+    """`model.<precision>[-<converter chain version>][-cal<calibration data>]<suffix>`."""
     fmt, precision = split_kind(kind)
     safe = re.sub(r"[^A-Za-z0-9.-]+", "-", precision).strip("-")
+    if version:
+        safe += f"-{version}"
     if calibration_digest:
         safe += f"-cal{calibration_digest}"
     return f"model.{safe}{FORMAT_SUFFIX.get(fmt, '.' + fmt)}"
@@ -209,11 +227,13 @@ class Artifacts:
             return self._made[kind]
         path: Path | None = None
         calibrated = False
+        version = ""
         for step in plan(self.source_kinds, kind):
             source_path = self.sources.get(step.source) or self._made[step.source]
             reached = kind if step.produces(kind) else step.target
             calibrated = calibrated or step.calibrated
-            path = self.folder / file_name(reached, self._calibration_digest if calibrated else None)
+            version = hashlib.sha256(f"{version}{step.version}".encode()).hexdigest()[:6]
+            path = self.folder / file_name(reached, version, self._calibration_digest if calibrated else None)
             if not path.exists():
                 self._convert(step, source_path, path, split_kind(reached)[1])
             self._made[reached] = path
