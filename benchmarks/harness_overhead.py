@@ -71,8 +71,9 @@ def main() -> int:
     failed = False
     print(f"dense1, batch 1, 1 thread; {ROUNDS} alternating rounds of {SECONDS:g} s each")
     print(f"{'runtime':<12} {'xpubench [us]':>14} {'plain loop [us]':>16} {'ratio':>7}")
-    for backend, fmt, plain in (("onnxruntime", "onnx:fp32", plain_onnxruntime), ("litert", "tflite:fp32", plain_litert)):
-        call = plain(workload.artifact(fmt), inputs)
+    runtimes = (("onnxruntime", "onnx:fp32", plain_onnxruntime), ("litert", "tflite:fp32", plain_litert))
+    for backend, kind, plain in runtimes:
+        call = plain(workload.artifact(kind), inputs)
         ours, theirs = [], []
         for _ in range(ROUNDS):
             result = measure_cell(Cell("dense1", backend, batch_size=1, threads=1), workload, config, None)

@@ -39,6 +39,34 @@ def fixed_point(precision: str) -> tuple[int, int]:
     return int(found.group(1)), int(found.group(2))
 
 
+def c_identifiers(model: Any) -> Any:
+    """The model with every layer (and input) name a valid C identifier: hls4ml writes them into the
+    C++ it compiles, so a name like "Conv.odd-1" would not build. Weights are carried over."""
+    import keras
+
+    def safe(name: str) -> str:
+        cleaned = re.sub(r"\W", "_", name)
+        return cleaned if cleaned[:1].isalpha() else f"l_{cleaned}"
+
+    if all(safe(layer.name) == layer.name for layer in model.layers) and all(
+        safe(t.name.split(":")[0]) == t.name.split(":")[0] for t in model.inputs
+    ):
+        return model
+
+    def rename(layer: Any) -> Any:
+        config = layer.get_config()
+        config["name"] = safe(layer.name)
+        return layer.__class__.from_config(config)
+
+    clone = keras.models.clone_model(
+        model,
+        input_tensors=[keras.Input(batch_shape=t.shape, name=safe(t.name.split(":")[0])) for t in model.inputs],
+        clone_function=rename,
+    )
+    clone.set_weights(model.get_weights())
+    return clone
+
+
 def ap_fixed(width: int, integer: int) -> str:
     """Round to nearest and saturate: the default truncation and wrap-around cost accuracy."""
     return f"ap_fixed<{width},{integer},AP_RND_CONV,AP_SAT>"
@@ -47,7 +75,7 @@ def ap_fixed(width: int, integer: int) -> str:
 @converter("keras:fp32", "hls4ml:*", requires=("hls4ml", "bin:g++"))
 def keras_to_hls4ml(src: Path, dst: Path, ctx: ConversionContext) -> None:
     width, integer = fixed_point(ctx.target_precision)
-    model = load_keras(src)
+    model = c_identifiers(load_keras(src))
     import hls4ml
 
     with native_output_silenced(), warnings.catch_warnings():
