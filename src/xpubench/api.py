@@ -8,6 +8,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from xpubench.data.files import DataFile
 from xpubench.paths import DEFAULT_RESULTS, cache_dir
 
 
@@ -19,7 +20,7 @@ def benchmark(
     threads: Sequence[int] = (1,),
     devices: Sequence[str] | None = None,
     example_inputs: Sequence[Any] | None = None,
-    data: str | Path | None = None,
+    data: str | Path | DataFile | None = None,
     shapes: Mapping[str, Sequence[int]] | None = None,
     results: str | Path = DEFAULT_RESULTS,
     **measure: Any,
@@ -28,8 +29,9 @@ def benchmark(
 
     `model` is a zoo name, a path to a .onnx/.tflite/.keras/.pt2 file or SavedModel folder, or a
     `torch.nn.Module`, which is exported with `torch.export` on `example_inputs` (axis 0 is the
-    batch). `measure` takes MeasureConfig's fields (min_runs, min_time_s, ...). The run is stored
-    in `results` like any other.
+    batch). `data` is a .npz, HDF5 or ROOT file whose arrays are named x and y, or a
+    `DataFile(path, x=..., y=...)` naming them. `measure` takes MeasureConfig's fields (min_runs,
+    min_time_s, ...). The run is stored in `results` like any other.
     """
     from xpubench.backends import backend_names
     from xpubench.core.measure import MeasureConfig
@@ -40,7 +42,9 @@ def benchmark(
 
     name = _model_name(model, example_inputs)
     shapes = {k: tuple(v) for k, v in (shapes or {}).items()}
-    workload = resolve(name, say=lambda _m: None, data=Path(data) if data else None, shapes=shapes)
+    if data is not None and not isinstance(data, DataFile):
+        data = DataFile(Path(data))
+    workload = resolve(name, say=lambda _m: None, data=data, shapes=shapes)
     everything = tuple(backends) == ("all",)
     matrix = Matrix(
         models=(name,),

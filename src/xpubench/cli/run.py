@@ -37,9 +37,15 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    "or 'all': every backend, option and device (default: onnxruntime,litert)")
     p.add_argument("--device", type=name_list, default=None, metavar="D,...",
                    help="devices (cpu, cuda, ...) or 'all' (default: where each backend runs by default)")
-    p.add_argument("--data", type=Path, default=None, metavar="FILE.npz",
-                   help="inputs x (and labels y) for accuracy, fidelity and calibration (default: the "
-                   "zoo model's own held-out data; random inputs from the signature for your files)")
+    p.add_argument("--data", type=Path, default=None, metavar="FILE",
+                   help="a .npz, HDF5 (.h5) or ROOT (.root) file of inputs x (and labels y) for accuracy, "
+                   "fidelity and calibration (default: the zoo model's own held-out data; random inputs from "
+                   "the signature for your files)")
+    p.add_argument("--x", default="x", metavar="NAME",
+                   help="the inputs in --data: an array (.npz), a dataset path (HDF5), or TREE/BRANCH[,BRANCH] "
+                   "(ROOT; branches are stacked as features) (default: x)")
+    p.add_argument("--y", default=None, metavar="NAME",
+                   help="the labels or targets in --data, named as --x (default: y, when there is one)")
     p.add_argument("--shape", type=shape_option, action="append", default=[], metavar="[NAME=]D,D,...",
                    help="the shape of one sample (no batch dimension) of an input with dynamic dimensions")
     p.add_argument(
@@ -120,7 +126,8 @@ def execute(args: argparse.Namespace) -> int:
     # Users' files are checked now, so a bad one fails before anything is measured; zoo models
     # resolve (and train on first use) inside the sweep, under its progress bar.
     shapes = dict(args.shape)
-    workloads = {m: resolve(m, progress.say, args.data, shapes) for m in models if not _is_zoo(m) or args.data}
+    data = _data_file(args)
+    workloads = {m: resolve(m, progress.say, data, shapes) for m in models if not _is_zoo(m) or data}
     for workload in workloads.values():
         workload.fidelity_inputs()  # a dynamic dimension with no data to fix it is an error now, not per cell
 
@@ -149,6 +156,16 @@ def execute(args: argparse.Namespace) -> int:
         args.json.write_text(json.dumps({"run_id": run_id, "cells": records}, indent=2))
     store.close()
     return code
+
+
+def _data_file(args: argparse.Namespace):  # -> DataFile | None
+    from xpubench.data.files import DataFile
+
+    if args.data is None:
+        if args.x != "x" or args.y is not None:
+            raise UsageError("--x and --y name arrays in a data file: give the file with --data FILE")
+        return None
+    return DataFile(args.data, x=args.x, y=args.y or "y", y_given=args.y is not None)
 
 
 def _is_zoo(name: str) -> bool:

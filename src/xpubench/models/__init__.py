@@ -19,6 +19,7 @@ from xpubench.paths import cache_dir
 
 if TYPE_CHECKING:
     from xpubench.backends.base import TensorSpec
+    from xpubench.data.files import DataFile
 
 # A user's file: its suffix -> its artifact format.
 USER_FORMATS = {".onnx": "onnx", ".tflite": "tflite", ".keras": "keras", ".pt2": "pt2"}  # and SavedModel folders
@@ -134,7 +135,7 @@ def random_inputs(specs: list[TensorSpec], count: int, seed: int) -> list[np.nda
 def resolve(
     name: str,
     say: Callable[[str], None] = print,
-    data: Path | None = None,
+    data: Path | DataFile | None = None,
     shapes: Mapping[str, tuple[int, ...]] | None = None,
 ) -> Workload:
     """A zoo name or a path to a model file -> Workload. Bad input raises UsageError."""
@@ -205,14 +206,15 @@ def _content_hash(path: Path) -> str:
     return h.hexdigest()[:16]
 
 
-def _attach_data(workload: Workload, data: Path) -> None:
-    """--data FILE.npz: `x` feeds accuracy, fidelity and calibration; `y` (optional) scores top-1."""
+def _attach_data(workload: Workload, data: Path | DataFile) -> None:
+    """--data FILE: `x` feeds accuracy, fidelity and calibration; `y` (optional) scores the outputs:
+    top-1 for integer class labels, resolution for numeric targets."""
     from xpubench.data.files import load_arrays
 
     x, y = load_arrays(data)
     workload.x_eval, workload.y_eval, workload.x_calibration = x, y, x
     workload.dataset = data.name
-    workload.metric = "top1" if y is not None else None
+    workload.metric = None if y is None else "top1" if y.dtype == np.int64 else "resolution"
     workload.reference_accuracy = None
     workload.artifacts.use_calibration(workload.calibration, f"data:{hashlib.sha256(x.tobytes()).hexdigest()[:16]}")
 
