@@ -6,10 +6,12 @@ import hashlib
 import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from xpubench.data.files import DataFile
 from xpubench.paths import DEFAULT_RESULTS, cache_dir
+
+if TYPE_CHECKING:
+    from xpubench.data.files import DataFile
 
 
 def benchmark(
@@ -31,20 +33,22 @@ def benchmark(
     `torch.nn.Module`, which is exported with `torch.export` on `example_inputs` (axis 0 is the
     batch). `data` is a .npz, HDF5 or ROOT file whose arrays are named x and y, or a
     `DataFile(path, x=..., y=...)` naming them. `measure` takes MeasureConfig's fields (min_runs,
-    min_time_s, ...). The run is stored in `results` like any other.
+    min_time_s, ...) and `cell_timeout_s`. The run is stored in `results` like any other. Each cell
+    runs in a worker process of its own (a torch module reaches it as its exported .pt2 file).
     """
     from xpubench.backends import backend_names
     from xpubench.core.measure import MeasureConfig
-    from xpubench.models import resolve
+    from xpubench.isolation import DEFAULT_CELL_TIMEOUT_S, Workers
     from xpubench.store import ResultStore
     from xpubench.store.environment import collect
-    from xpubench.sweep import Matrix, run_matrix
+    from xpubench.sweep import Matrix, prepare_model, run_matrix, sweep_request
 
+    cell_timeout_s = float(measure.pop("cell_timeout_s", DEFAULT_CELL_TIMEOUT_S))
     name = _model_name(model, example_inputs)
-    shapes = {k: tuple(v) for k, v in (shapes or {}).items()}
+    from xpubench.data.files import DataFile
+
     if data is not None and not isinstance(data, DataFile):
         data = DataFile(Path(data))
-    workload = resolve(name, say=lambda _m: None, data=data, shapes=shapes)
     everything = tuple(backends) == ("all",)
     matrix = Matrix(
         models=(name,),
@@ -55,19 +59,26 @@ def benchmark(
         devices=tuple(devices) if devices else (("all",) if everything else None),
         every_option=everything,
         measure=MeasureConfig(**measure),
+        data=data,
+        shapes=tuple(sorted((k, tuple(v)) for k, v in (shapes or {}).items())),
     )
-    store = ResultStore(results)
-    try:
-        run_id = store.start_run(collect(list(threads)), command=f"xpubench.benchmark({name!r})")
+    with Workers(cell_timeout_s) as workers:
+        prepare_model(matrix, workers, name)  # a bad model or data file raises here, before the run
+        store = ResultStore(results)
         try:
-            run_matrix(matrix, store, run_id, workloads={name: workload})
-        finally:
-            from xpubench.hardware.host import load_average
+            request = sweep_request(matrix, workers)
+            run_id = store.start_run(collect(list(threads)), command=f"xpubench.benchmark({name!r})", request=request)
+            status = "interrupted"
+            try:
+                run_matrix(matrix, store, run_id, workers=workers)
+                status = "finished"
+            finally:
+                from xpubench.hardware.host import load_average
 
-            store.finish_run(run_id, "finished", load_average())
-        return store.cells(run_id)
-    finally:
-        store.close()
+                store.finish_run(run_id, status, load_average())
+            return store.cells(run_id)
+        finally:
+            store.close()
 
 
 def _model_name(model: Any, example_inputs: Sequence[Any] | None) -> str:
@@ -88,3 +99,33 @@ def _model_name(model: Any, example_inputs: Sequence[Any] | None) -> str:
             staged.replace(out)
         return str(out)
     raise TypeError(f"cannot benchmark a {type(model).__name__}: give a zoo name, a model file or a torch module")
+
+
+def load_results(path: str | Path = DEFAULT_RESULTS, run_id: str | Sequence[str] | None = None) -> Any:
+    """The stored cells as a pandas DataFrame, one row per cell (every run, or `run_id`: one id or a list).
+
+    `path` is a results folder (`xpubench run --results DIR`) or its `xpubench.db`. Nested record
+    fields are flattened with dots, so each column names its place in the JSON record
+    (`xpubench show --format json`). The columns, always present in this order:
+
+    - run_id, run_started_at: the run and when it started (UTC, ISO 8601);
+    - key, status (ok | unavailable | failed), reason, model, dataset, backend, options (`k=v,...`),
+      label (backend[options]), device, precision, batch_size, threads, scenario, timing;
+    - latency_ms.median, .p90, .p99, .mean, .stdev, .min, .max, .ci95_low, .ci95_high: per call
+      (one batch), in ms; per_sample_ms (median / batch), throughput_sps (samples/s), runs,
+      duration_s, first_inference_ms, stable, warnings (`; `-joined), stop_reason;
+    - accuracy.metric, accuracy.value, accuracy_delta (minus the float32 reference's);
+    - fidelity.max_abs, fidelity.mean_abs, fidelity.top1_agreement, fidelity.reference;
+    - delegated_fraction, emulated, model_bytes, artifact;
+    - energy.k_w_ms (K-function, W*ms), energy.tdp_w, energy.source, energy_mj (per inference:
+      the meter's when measured, else K);
+    - price.usd_per_million, price.basis, roofline.flops, roofline.gflops, roofline.peak_fraction,
+      scenario_result.verdict: empty where not recorded;
+    - details: backend-specific details as JSON text.
+
+    Fields a record has beyond these follow as further columns, named the same way.
+    `xpubench.report.frame.COLUMNS` describes each column. Raw call times are not in the frame.
+    """
+    from xpubench.report.frame import load
+
+    return load(path, run_id)
