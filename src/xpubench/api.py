@@ -25,6 +25,9 @@ def benchmark(
     data: str | Path | DataFile | None = None,
     shapes: Mapping[str, Sequence[int]] | None = None,
     results: str | Path = DEFAULT_RESULTS,
+    scenarios: Sequence[str] = ("single-stream",),
+    qps: float | None = None,
+    bound_ms: float | None = None,
     **measure: Any,
 ) -> list[dict[str, Any]]:
     """Measure `model` and return the cell records (as `xpubench run --json` writes them).
@@ -32,13 +35,16 @@ def benchmark(
     `model` is a zoo name, a path to a .onnx/.tflite/.keras/.pt2 file or SavedModel folder, or a
     `torch.nn.Module`, which is exported with `torch.export` on `example_inputs` (axis 0 is the
     batch). `data` is a .npz, HDF5 or ROOT file whose arrays are named x and y, or a
-    `DataFile(path, x=..., y=...)` naming them. `measure` takes MeasureConfig's fields (min_runs,
+    `DataFile(path, x=..., y=...)` naming them. `scenarios` are the load scenarios, as
+    `xpubench run --scenario` names them (single-stream, batch-sweep, offline, server, mlperf-*), with
+    `qps` and `bound_ms` as --qps and --bound-ms. `measure` takes MeasureConfig's fields (min_runs,
     min_time_s, ...) and `cell_timeout_s`. The run is stored in `results` like any other. Each cell
     runs in a worker process of its own (a torch module reaches it as its exported .pt2 file).
     """
     from xpubench.backends import backend_names
     from xpubench.core.measure import MeasureConfig
     from xpubench.isolation import DEFAULT_CELL_TIMEOUT_S, Workers
+    from xpubench.scenarios import DEFAULT_BOUND_MS, ScenarioConfig
     from xpubench.store import ResultStore
     from xpubench.store.environment import collect
     from xpubench.sweep import Matrix, prepare_model, run_matrix, sweep_request
@@ -61,6 +67,8 @@ def benchmark(
         measure=MeasureConfig(**measure),
         data=data,
         shapes=tuple(sorted((k, tuple(v)) for k, v in (shapes or {}).items())),
+        scenarios=(scenarios,) if isinstance(scenarios, str) else tuple(scenarios),
+        scenario=ScenarioConfig(qps=qps, bound_ms=DEFAULT_BOUND_MS if bound_ms is None else bound_ms),
     )
     with Workers(cell_timeout_s) as workers:
         prepare_model(matrix, workers, name)  # a bad model or data file raises here, before the run

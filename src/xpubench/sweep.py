@@ -3,19 +3,32 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import itertools
-from collections.abc import Callable, Sequence
+import os
+import socket
+import types
+import typing
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from xpubench.backends import get_backend
 from xpubench.backends.base import Backend
-from xpubench.core.cell import Cell, CellResult, Fidelity
-from xpubench.core.measure import MeasureConfig, measure, stability
+from xpubench.core.cell import Cell, CellResult, Energy, Fidelity
+from xpubench.core.measure import MeasureConfig, stability
 from xpubench.hardware import catalogue, host
-from xpubench.models import REFERENCE_BACKEND, Workload, apply_shape, resolve
+from xpubench.isolation import Prepared, Workers
+from xpubench.models import REFERENCE_BACKEND, Workload, apply_shape
+from xpubench.scenarios import SELF_BATCHING, Outcome, ScenarioConfig, ScenarioRun, check_scenarios, run_scenario
+from xpubench.scenarios import unavailable_reason as scenario_unavailable
 from xpubench.store import ResultStore
+
+if TYPE_CHECKING:
+    from xpubench.data.files import DataFile
 
 POOL_BATCHES = 64  # distinct input batches the timing loop rotates through
 
@@ -39,6 +52,15 @@ class Matrix:
     every_option: bool = False
     measure: MeasureConfig = field(default_factory=MeasureConfig)
     tdp_w: float | None = None  # overrides the catalogue
+    # Each cell runs under each scenario; those that pick their own batch get one cell at batch 1.
+    scenarios: tuple[str, ...] = ("single-stream",)
+    scenario: ScenarioConfig = field(default_factory=ScenarioConfig)
+    # How every model is resolved (again, in each worker): --data and --shape (input name -> one sample's shape).
+    data: DataFile | Path | None = None
+    shapes: tuple[tuple[str, tuple[int, ...]], ...] = ()
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "scenarios", check_scenarios(self.scenarios))
 
     def cells(self) -> list[Cell]:
         cells = []
@@ -48,14 +70,15 @@ class Matrix:
                 cls = get_backend(name)
             except KeyError:
                 cls = None  # measured as an unavailable row with the reason
-            for options, device, precision, batch, threads in itertools.product(
+            for options, device, precision, scenario in itertools.product(
                 self._option_sets(cls, given),
                 self._devices(cls),
                 cls.precisions if cls and self.precisions == ("all",) else self.precisions,
-                self.batch_sizes,
-                self.threads,
+                self.scenarios,
             ):
-                cells.append(Cell(model, name, device, precision, batch, threads, options=options))
+                batches = (1,) if scenario in SELF_BATCHING else self.batch_sizes
+                for batch, threads in itertools.product(batches, self.threads):
+                    cells.append(Cell(model, name, device, precision, batch, threads, scenario, options=options))
         return cells
 
     def _devices(self, cls: type[Backend] | None) -> tuple[str, ...]:
@@ -106,48 +129,144 @@ def run_matrix(
     store: ResultStore,
     run_id: str,
     events: SweepEvents | None = None,
-    workloads: dict[str, Workload] | None = None,
+    workers: Workers | None = None,
 ) -> list[CellResult]:
-    """Measure every cell in order, committing each to the store as soon as it is done.
+    """Measure every cell the run has not stored yet, in order, each in a worker process of its own,
+    committing each to the store as soon as it is done: `xpubench run --resume` calls this again.
 
-    `workloads` holds models the caller already resolved; the rest are resolved on first use.
+    `workers` sets the time limit per cell and the CPU pinning, and may hold models already
+    prepared; by default a fresh set with the default limit. A crash, a hang or an error in a cell
+    is that cell's `failed` row; the sweep goes on.
     """
     events = events or SweepEvents()
     cells = matrix.cells()
-    tdp_w = matrix.tdp_w if matrix.tdp_w is not None else catalogue.cpu_tdp_w(host.cpu_model())
+    done = store.cell_keys(run_id)
+    todo = [(index, cell) for index, cell in enumerate(cells) if cell.key not in done]
+    if len(todo) < len(cells):
+        events.say(f"run {run_id}: {len(cells) - len(todo)} of {len(cells)} cells already stored; measuring the rest")
     results: list[CellResult] = []
-    workloads = dict(workloads or {})
-    # Runtimes with process-wide settings get them before any conversion starts them: each
-    # backend the matrix times, then each model's reference runtime.
-    claimed: dict[str, int] = {}
-    sources = [workloads[m].source_format if m in workloads else "keras" for m in matrix.models]  # zoo: Keras
-    for name, threads in [(c.backend, c.threads) for c in cells] + [(REFERENCE_BACKEND[f], 1) for f in sources]:
-        if name not in claimed:
-            claimed[name] = threads
-            with contextlib.suppress(KeyError, ImportError, RuntimeError):  # the cell itself will say why
-                get_backend(name).claim_process(threads)
-    for index, cell in enumerate(cells):
-        events.cell_started(index, len(cells), cell)
-        if cell.model not in workloads:
-            workloads[cell.model] = resolve(cell.model, say=events.say)
-        workload = workloads[cell.model]
-        if workload.reference is None:
-            name = REFERENCE_BACKEND[workload.source_format]
-            try:
-                workload.reference = reference_outputs(workload, claimed.get(name, 1))
-            except Exception as exc:  # fidelity is then unknown; the cells are still measured
-                events.say(f"{cell.model}: no float32 reference from {name} ({one_line(exc)}): no fidelity figures")
-                workload.reference = ()
-        result = measure_cell(cell, workload, matrix.measure, tdp_w)
-        store.add_cell(run_id, result)
-        results.append(result)
-        events.cell_done(result)
+    own = workers is None
+    workers = workers or Workers(say=events.say)
+    try:
+        for index, cell in todo:
+            if cell.key in done:  # the same cell twice in the request
+                continue
+            events.cell_started(index, len(cells), cell)
+            prepared = prepare_model(matrix, workers, cell.model)
+            result, info = workers.measure(cell, prepared, *measure_args(matrix))
+            # Rows no worker measured (the backend cannot run here) carry the same fields, empty.
+            store.add_cell(run_id, result, info.record() if info else {"affinity": None, "worker": None})
+            done.add(cell.key)
+            results.append(result)
+            events.cell_done(result)
+    finally:
+        if own:
+            workers.close()
     return results
 
 
-def measure_cell(cell: Cell, workload: Workload, config: MeasureConfig, tdp_w: float | None) -> CellResult:
-    """One cell, never raising for a runtime's failure: that becomes a `failed` row with its reason."""
+def prepare_model(matrix: Matrix, workers: Workers, model: str) -> Prepared | str:
+    """`model` made ready in a worker, once per sweep (UsageError for the user's mistakes), with the
+    rows of its cells that cannot run here at all; a string says why it could not be prepared."""
+    cells = [cell for cell in matrix.cells() if cell.model == model]
+    return workers.prepare(model, matrix.data, matrix.shapes, cells, measure_args(matrix))
+
+
+def measure_args(matrix: Matrix) -> tuple[Any, ...]:
+    """measure_cell's arguments after the cell and the workload."""
+    tdp_w = matrix.tdp_w if matrix.tdp_w is not None else catalogue.cpu_tdp_w(host.cpu_model())
+    return (matrix.measure, tdp_w, matrix.scenario)
+
+
+def sweep_request(matrix: Matrix, workers: Workers) -> dict[str, Any]:
+    """What a run stores to be resumed: the matrix, how its workers run, and who is running it."""
+    return {
+        "matrix": matrix_to_json(matrix),
+        "cell_timeout_s": workers.timeout_s,
+        "pin": list(workers.pin) if workers.pin else None,
+        "cwd": str(workers.cwd),  # relative model and data paths are relative to it
+        "pid": os.getpid(),  # so a resume can tell a run still running from an interrupted one
+        "started": process_start(os.getpid()),  # and that pid from a later process that reuses it
+        "host": socket.gethostname(),
+    }
+
+
+def process_start(pid: int) -> int | None:
+    """When process `pid` started, in clock ticks since boot (Linux); None where unknown."""
+    try:
+        return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19])
+    except (OSError, IndexError, ValueError):
+        return None
+
+
+def matrix_to_json(matrix: Matrix) -> dict[str, Any]:
+    """The matrix as JSON, stored with its run so `--resume` can compute the same cells again."""
+    return _jsonable(matrix)
+
+
+def matrix_from_json(stored: Mapping[str, Any]) -> Matrix:
+    """The inverse of matrix_to_json; fields it lacks take their defaults, unknown ones are ignored."""
+    return _from_json(Matrix, stored)
+
+
+def _jsonable(value: Any) -> Any:
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: _jsonable(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    if isinstance(value, tuple | list):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, Mapping):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, Path):
+        return str(value)
+    return value
+
+
+def _from_json(kind: Any, value: Any) -> Any:
+    """`value` (from JSON) as the annotated type `kind`: dataclasses, tuples, unions with None, Paths."""
+    if value is None:
+        return None
+    origin, args = typing.get_origin(kind), typing.get_args(kind)
+    if dataclasses.is_dataclass(kind) and isinstance(value, Mapping):
+        from xpubench.data.files import DataFile
+
+        hints = typing.get_type_hints(kind, localns={"DataFile": DataFile, "Path": Path})
+        known = {f.name for f in dataclasses.fields(kind) if f.init}
+        return kind(**{k: _from_json(hints.get(k, Any), v) for k, v in value.items() if k in known})
+    if origin in (types.UnionType, typing.Union):
+        if isinstance(value, Mapping):  # a dataclass among the choices
+            for arg in args:
+                if dataclasses.is_dataclass(arg):
+                    return _from_json(arg, value)
+        if isinstance(value, str) and Path in args:
+            return Path(value)
+        return value
+    if origin is tuple and isinstance(value, list):
+        if len(args) == 2 and args[1] is Ellipsis:
+            return tuple(_from_json(args[0], v) for v in value)
+        if args and len(args) == len(value):
+            return tuple(_from_json(a, v) for a, v in zip(args, value, strict=True))
+        return tuple(value)
+    if kind is Path and isinstance(value, str):
+        return Path(value)
+    return value
+
+
+def measure_cell(
+    cell: Cell,
+    workload: Workload,
+    config: MeasureConfig,
+    tdp_w: float | None,
+    scenario: ScenarioConfig | None = None,
+) -> CellResult:
+    """One cell, never raising for a runtime's failure: that becomes a `failed` row with its reason.
+
+    The cell's scenario (xpubench.scenarios) decides how load is applied; `scenario` holds the
+    matrix's load settings (rate, latency bound).
+    """
     common: dict = {"dataset": workload.dataset}
+    reason = scenario_unavailable(cell.scenario)
+    if reason:
+        return CellResult.not_measured(cell, "unavailable", reason, **common)
     try:
         backend_cls = get_backend(cell.backend)
     except KeyError as exc:
@@ -175,17 +294,50 @@ def measure_cell(cell: Cell, workload: Workload, config: MeasureConfig, tdp_w: f
         specs = [apply_shape(spec, workload.shapes) for spec in backend.inputs]
         fixed = specs[0].fixed_batch if specs else None
         if fixed is not None and fixed != cell.batch_size:
+            why = f"use --batch {fixed}" if cell.scenario not in SELF_BATCHING else f"{cell.scenario} needs batch 1"
             return CellResult.not_measured(
-                cell, "unavailable", f"the model takes batch size {fixed} only: use --batch {fixed}", **common
+                cell, "unavailable", f"the model takes batch size {fixed} only: {why}", **common
             )
-        pool = [backend.prepare(b) for b in input_pool(workload, cell.batch_size)]
+        opened = backend
+
+        def pool(batch: int) -> list:
+            return [opened.prepare(b) for b in input_pool(workload, batch)]
+
+        run = ScenarioRun(cell, backend, pool, workload.fidelity_inputs, config, scenario or ScenarioConfig())
+        from xpubench.hardware import energy, roofline
+
+        # The device's energy meter (RAPL, NVML) where one is readable, around the whole scenario run;
+        # idle power first (1 s, once per meter for the sweep). Emulated devices have none.
+        meter = None if backend_cls.emulated else energy.meter_for(cell.device)
+        idle_w = energy.idle_power(meter)
         load_before = host.load_average()
-        samples = measure(backend.infer, pool, config, clock=backend.clock)
+        with meter.measuring() if meter else contextlib.nullcontext() as reading:
+            outcome: Outcome = run_scenario(run)
+        samples = outcome.samples
         verdict = stability(samples.samples_ns, load_before, host.load_average())
-        common.update(score(backend, workload, cell.batch_size))
+        common.update(score(backend, workload, outcome.batch))
         common["delegated_fraction"] = backend.delegated_fraction()
-        common["details"] = backend.details()
-        result = CellResult.from_samples(cell, samples, verdict, tdp_w, **common)
+        common["details"] = {**backend.details(), **common.pop("details", {})}
+        common["scenario_result"] = outcome.result or None
+        result = CellResult.from_samples(
+            cell, samples, verdict, tdp_w, batch=outcome.batch, throughput_sps=outcome.throughput_sps, **common
+        )
+        # Server and MLPerf samples are latencies, queueing included: their time per inference is 1 / throughput.
+        open_loop = cell.scenario == "server" or cell.scenario.startswith("mlperf-")
+        rate = result.throughput_sps if open_loop else outcome.throughput_sps
+        if reading is not None:
+            result = replace(result, energy=Energy.measured(reading, idle_w, samples, outcome.batch, tdp_w, rate))
+        time_ms = 1e3 / rate if open_loop and rate else result.per_sample_ms
+        result = replace(
+            result,
+            price=catalogue.price_for_cell(
+                cell.device, result.per_sample_ms, result.energy.joules_per_inference,
+                throughput_sps=rate if open_loop else None,
+            ),
+            roofline=roofline.for_workload(workload, artifact, outcome.batch, time_ms, cell.threads, cell.device),
+        )
+        if outcome.warnings:
+            result = replace(result, warnings=(*result.warnings, *outcome.warnings))
         if result.delegated_fraction == 0:
             result = replace(result, warnings=(*result.warnings, "the delegate ran none of the graph: not accelerated"))
         return result
@@ -245,11 +397,20 @@ def score(backend: Backend, workload: Workload, batch: int) -> dict:
     reference = workload.reference or None  # () when it could not be computed
     if reference is not None:
         found["fidelity"] = Fidelity.compare(outputs, reference[0], reference[1])
-    if workload.y_eval is not None and workload.metric == "top1":
-        accuracy = top1(outputs[0], workload.y_eval)
-        found.update(accuracy_metric="top1", accuracy_value=accuracy)
-        if reference is not None:
-            found["accuracy_delta"] = accuracy - top1(reference[0][0], workload.y_eval)
+    if workload.y_eval is not None and workload.metric:
+        from xpubench.models.metrics import confusion, evaluate
+
+        # The model's metric (top1, auc, resolution) on its first output; the delta is this value minus
+        # the reference's, so its good sign is the metric's (HIGHER_IS_BETTER: negative for resolution).
+        try:
+            accuracy = evaluate(workload.metric, outputs[0], workload.y_eval)
+            found.update(accuracy_metric=workload.metric, accuracy_value=accuracy)
+            if workload.metric in ("top1", "auc"):  # class scores: the report draws their confusion matrix
+                found["details"] = {"confusion": confusion(outputs[0], workload.y_eval)}
+            if reference is not None:
+                found["accuracy_delta"] = accuracy - evaluate(workload.metric, reference[0][0], workload.y_eval)
+        except ValueError:  # e.g. AUC on data with a single class: no figure, the cell still stands
+            pass
     return found
 
 

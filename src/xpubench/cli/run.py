@@ -8,6 +8,7 @@ import shlex
 import signal
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from xpubench.cli.options import (
     add_results_option,
@@ -18,8 +19,17 @@ from xpubench.cli.options import (
 )
 from xpubench.errors import UsageError
 
+if TYPE_CHECKING:
+    from xpubench.isolation import Workers
+    from xpubench.report.progress import ProgressBar
+    from xpubench.store import ResultStore
+    from xpubench.sweep import Matrix
+
 DEFAULT_MODELS = ("dense1", "conv3dense1")
 DEFAULT_BACKENDS = ("onnxruntime", "litert")
+DEFAULT_CELL_TIMEOUT_S = 900.0  # as xpubench.isolation's (not imported here: --help stays fast)
+# Options --resume accepts besides RUN_ID: the rest come from the run's stored request.
+RESUME_OPTIONS = frozenset({"resume", "results", "json", "debug", "command", "execute"})
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -65,9 +75,24 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--ci-target", type=float, default=None, metavar="F",
                    help="stop early once the 95%% CI of the median is within +-F (e.g. 0.01)")
+    p.add_argument("--scenario", type=name_list, default=("single-stream",), metavar="S,...",
+                   help="how load is applied: single-stream (default), batch-sweep, offline, server, "
+                   "mlperf-singlestream, mlperf-multistream, mlperf-server, mlperf-offline")
+    p.add_argument("--qps", type=float, default=None, metavar="Q",
+                   help="server: Poisson arrivals per second; mlperf-server: LoadGen's target "
+                   "(default: calibrated by a short probe)")
+    p.add_argument("--bound-ms", type=float, default=10.0, metavar="MS",
+                   help="server and mlperf-server: the p99 latency bound in milliseconds (default: 10)")
     p.add_argument("--tdp", type=float, default=None, metavar="W",
                    help="the processor's TDP in watts, when the catalogue does not know it")
     p.add_argument("--json", type=Path, default=None, metavar="FILE", help="also write the cells as JSON")
+    p.add_argument("--cell-timeout", type=float, default=DEFAULT_CELL_TIMEOUT_S, metavar="S",
+                   help="each cell runs in a worker process of its own; stop it after S seconds, a failed row "
+                   f"(default: {DEFAULT_CELL_TIMEOUT_S:g})")
+    p.add_argument("--pin", default=None, metavar="CPUS",
+                   help="run every worker on these CPUs only, e.g. 0 or 0-1 or 0,2 (default: no pinning)")
+    p.add_argument("--resume", default=None, metavar="RUN_ID",
+                   help="finish an interrupted run: measure the cells of its stored request that it lacks")
     add_results_option(p)
     p.set_defaults(execute=execute)
 
@@ -84,12 +109,14 @@ def _on_sigterm(signum: int, frame: object) -> None:
 def execute(args: argparse.Namespace) -> int:
     from xpubench.backends import backend_names
     from xpubench.core.measure import MeasureConfig
+    from xpubench.isolation import Workers, parse_cpus
     from xpubench.report.progress import ProgressBar
-    from xpubench.report.table import render_text
     from xpubench.store import ResultStore
     from xpubench.store.environment import collect
-    from xpubench.sweep import Matrix, SweepEvents, run_matrix
+    from xpubench.sweep import Matrix, prepare_model, sweep_request
 
+    if args.resume is not None:
+        return _resume(args)
     backends = args.backend or DEFAULT_BACKENDS
     everything = backends == ("all",)
     if everything:
@@ -106,9 +133,16 @@ def execute(args: argparse.Namespace) -> int:
             max_time_s=args.max_time,
             ci_target=args.ci_target,
         )
+        from xpubench.scenarios import ScenarioConfig, check_scenarios
+
+        scenarios = check_scenarios(args.scenario)
+        scenario = ScenarioConfig(qps=args.qps, bound_ms=args.bound_ms)
     except ValueError as exc:
         raise UsageError(str(exc)) from None
-    models = tuple(args.models) or DEFAULT_MODELS
+    from xpubench.models.zoo import expand
+
+    models = expand(args.models) or DEFAULT_MODELS
+    data = _data_file(args)
     matrix = Matrix(
         models=models,
         backends=backends,
@@ -119,31 +153,76 @@ def execute(args: argparse.Namespace) -> int:
         every_option=everything,
         measure=config,
         tdp_w=args.tdp,
+        scenarios=scenarios,
+        scenario=scenario,
+        data=data,
+        shapes=tuple(sorted(dict(args.shape).items())),
     )
-    from xpubench.models import resolve
+    pin = parse_cpus(args.pin) if args.pin is not None else None
+    progress = ProgressBar(sys.stderr)  # the stream now, not the one at import (tests swap it)
+    with Workers(args.cell_timeout, pin, progress.say) as workers:
+        # Users' files are checked now (in a worker), so a bad one fails before anything is measured;
+        # zoo models resolve (and train on first use) inside the sweep, under its progress bar.
+        for model in models:
+            if not _is_zoo(model) or data:
+                prepare_model(matrix, workers, model)
+        store = ResultStore(args.results)
+        environment = collect(list(args.threads))
+        run_id = store.start_run(
+            environment, command=shlex.join(["xpubench", *sys.argv[1:]]), request=sweep_request(matrix, workers)
+        )
+        progress.say(f"run {run_id}: {len(matrix.cells())} cells, results in {store.path}")
+        return _sweep(args, store, run_id, matrix, workers, progress)
 
-    progress = ProgressBar()
-    # Users' files are checked now, so a bad one fails before anything is measured; zoo models
-    # resolve (and train on first use) inside the sweep, under its progress bar.
-    shapes = dict(args.shape)
-    data = _data_file(args)
-    workloads = {m: resolve(m, progress.say, data, shapes) for m in models if not _is_zoo(m) or data}
-    for workload in workloads.values():
-        workload.fidelity_inputs()  # a dynamic dimension with no data to fix it is an error now, not per cell
 
-    store = ResultStore(args.results)
-    environment = collect(list(args.threads))
-    run_id = store.start_run(environment, command=shlex.join(["xpubench", *sys.argv[1:]]))
-    progress.say(f"run {run_id}: {len(matrix.cells())} cells, results in {store.path}")
+def _resume(args: argparse.Namespace) -> int:
+    """--resume RUN_ID: the run's stored request again, measuring only the cells it has not stored."""
+    from xpubench.isolation import Workers
+    from xpubench.report.progress import ProgressBar
+    from xpubench.store import ResultStore
+    from xpubench.sweep import matrix_from_json, sweep_request
+
+    given = _options_given(args)
+    if args.models or given:
+        dropped = ", ".join([*(["MODEL"] if args.models else []), *given])
+        raise UsageError(f"--resume measures the run's stored request: drop {dropped}")
+    store = ResultStore(args.results, create=False)
+    run = store.run(args.resume)
+    request = run["request"]
+    if request is None:
+        raise UsageError(f"run {args.resume} was stored without its request (by an older xpubench): cannot resume it")
+    if "study" in request:
+        study = request["study"]
+        raise UsageError(f"run {args.resume} is a study; go on with `xpubench study {study} --resume {args.resume}`")
+    _check_not_running(args.resume, run["status"], request)
+    try:
+        matrix = matrix_from_json(request["matrix"])
+    except (TypeError, ValueError) as exc:
+        raise UsageError(f"run {args.resume}'s stored request no longer fits this xpubench: {exc}") from None
+    progress = ProgressBar(sys.stderr)
+    with Workers(request["cell_timeout_s"], request.get("pin"), progress.say, request.get("cwd")) as workers:
+        store.resume_run(args.resume, sweep_request(matrix, workers))
+        progress.say(f"resuming run {args.resume}: {len(matrix.cells())} cells, results in {store.path}")
+        return _sweep(args, store, args.resume, matrix, workers, progress)
+
+
+def _sweep(
+    args: argparse.Namespace, store: ResultStore, run_id: str, matrix: Matrix, workers: Workers, progress: ProgressBar
+) -> int:
+    """Run the matrix into run_id; Ctrl-C and SIGTERM stop it with what is stored kept; print the table."""
+    from xpubench.report.table import render_text
+    from xpubench.sweep import SweepEvents, run_matrix
+
     previous = signal.signal(signal.SIGTERM, _on_sigterm)
     status, code = "finished", 0
     try:
         events = SweepEvents(progress.say, progress.cell_started, progress.cell_done)
-        run_matrix(matrix, store, run_id, events, workloads=workloads)
+        run_matrix(matrix, store, run_id, events, workers)
     except (KeyboardInterrupt, Stopped) as exc:
         status = "interrupted"
         code = 143 if isinstance(exc, Stopped) else 130
-        progress.say(f"\ninterrupted: the cells measured so far are stored in run {run_id}")
+        progress.say(f"\ninterrupted: the cells measured so far are stored in run {run_id}; "
+                     f"`xpubench run --resume {run_id}` measures the rest")
     finally:
         signal.signal(signal.SIGTERM, previous)
         from xpubench.hardware.host import load_average
@@ -158,6 +237,38 @@ def execute(args: argparse.Namespace) -> int:
     return code
 
 
+def _options_given(args: argparse.Namespace) -> list[str]:
+    """The options set to something other than their defaults, as --names."""
+    from xpubench.cli import build_parser
+
+    defaults = vars(build_parser().parse_args(["run"]))
+    return [
+        f"--{name.replace('_', '-')}"
+        for name, value in vars(args).items()
+        if name not in RESUME_OPTIONS and name in defaults and name != "models" and value != defaults[name]
+    ]
+
+
+def _check_not_running(run_id: str, status: str, request: dict) -> None:
+    """Refuse to resume a run whose sweep is still alive (same host, its process still xpubench)."""
+    import os
+    import socket
+
+    from xpubench.sweep import process_start
+
+    pid = request.get("pid")
+    if status != "running" or request.get("host") != socket.gethostname() or not pid or pid == os.getpid():
+        return
+    if request.get("started") is not None and process_start(pid) != request["started"]:
+        return  # gone, or its pid now belongs to another process
+    try:
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return
+    if b"xpubench" in cmdline:
+        raise UsageError(f"run {run_id} is still running (process {pid}): stop it before resuming")
+
+
 def _data_file(args: argparse.Namespace):  # -> DataFile | None
     from xpubench.data.files import DataFile
 
@@ -169,9 +280,9 @@ def _data_file(args: argparse.Namespace):  # -> DataFile | None
 
 
 def _is_zoo(name: str) -> bool:
-    from xpubench.models.zoo import ZOO
+    from xpubench.models.zoo import lookup
 
-    return name in ZOO
+    return lookup(name) is not None
 
 
 def _check_backends(specs: tuple[str, ...]) -> None:

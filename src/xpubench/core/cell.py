@@ -9,7 +9,17 @@ from xpubench.core.measure import Samples, Stability
 from xpubench.core.stats import LatencyStats
 
 STATUSES = ("ok", "unavailable", "failed")
-SCENARIOS = ("single-stream",)
+# How load is applied; xpubench.scenarios runs each (its registry names the same ones).
+SCENARIOS = (
+    "single-stream",
+    "batch-sweep",
+    "offline",
+    "server",
+    "mlperf-singlestream",
+    "mlperf-multistream",
+    "mlperf-server",
+    "mlperf-offline",
+)
 TIMING_MODES = ("end-to-end", "compute")
 
 
@@ -64,17 +74,65 @@ class Cell:
 
 @dataclass(frozen=True)
 class Energy:
-    """Energy per inference. `k_w_ms` is the K-function: TDP x time per inference (W*ms)."""
+    """Energy per inference in W*ms (= mJ). Modelled: the K-function, TDP x time per inference.
+    Measured (source names the meter, e.g. "rapl:package-0", "nvml:0"): the meter's mean power
+    over the timed loop minus the idle power, x busy time per inference."""
 
     k_w_ms: float | None
     tdp_w: float | None
     source: str  # "modelled" (TDP x time), a meter's name, or "unknown"
+    # Measured only (None when modelled):
+    joules_per_inference: float | None = None
+    power_w: float | None = None  # the meter's mean power over the timed loop
+    idle_w: float | None = None  # subtracted from power_w
 
     @classmethod
     def modelled(cls, tdp_w: float | None, per_sample_ms: float | None) -> Energy:
         if tdp_w is None or per_sample_ms is None:
             return cls(k_w_ms=None, tdp_w=tdp_w, source="unknown")
         return cls(k_w_ms=tdp_w * per_sample_ms, tdp_w=tdp_w, source="modelled")
+
+    @classmethod
+    def measured(
+        cls,
+        reading: Any,
+        idle_w: float | None,
+        samples: Any,
+        batch_size: int,
+        tdp_w: float | None = None,
+        throughput_sps: float | None = None,
+    ) -> Energy:
+        """From a meter's Reading (source, joules, seconds) over the timed loop of `samples` (Samples or
+        the raw call times in ns, of `batch_size` samples each). Net power below idle (noise of other
+        load) counts as zero. Net power x busy time per inference; where the scenario measured its own
+        throughput (offline, server, MLPerf: its samples are latencies, not busy time) net power /
+        throughput, the energy per inference at the load it ran."""
+        import numpy as np
+
+        samples_ns = np.asarray(getattr(samples, "samples_ns", samples))
+        inferences = samples_ns.size * batch_size
+        power = reading.joules / reading.seconds if reading.seconds > 0 else 0.0
+        net_w = max(power - (idle_w or 0.0), 0.0)
+        if throughput_sps:
+            joules: float | None = net_w / throughput_sps
+        else:
+            joules = net_w * float(samples_ns.sum()) / 1e9 / inferences if inferences else None
+        return cls(
+            k_w_ms=joules * 1e3 if joules is not None else None,
+            tdp_w=tdp_w,
+            source=reading.source,
+            joules_per_inference=joules,
+            power_w=power,
+            idle_w=idle_w,
+        )
+
+    def as_dict(self) -> dict[str, Any]:
+        """The record's `energy`: the meter's figures appear only where a meter was read."""
+        found = asdict(self)
+        if self.source in ("modelled", "unknown"):
+            for name in ("joules_per_inference", "power_w", "idle_w"):
+                found.pop(name)
+        return found
 
 
 @dataclass(frozen=True)
@@ -132,6 +190,12 @@ class CellResult:
     delegated_fraction: float | None = None
     details: dict[str, Any] = field(default_factory=dict)
     samples_ns: Any = None  # np.ndarray of raw call times, kept for later statistics
+    # The scenario's own figures (verdict, bound, knee and curve, LoadGen's summary, ...); None for single-stream.
+    scenario_result: dict[str, Any] | None = None
+    # $ per million inferences: usd_per_million, basis, device (catalogue entry); None when not in the catalogue
+    price: dict[str, Any] | None = None
+    # From the ONNX graph: flops, bytes, intensity, gflops, peak_gflops, peak_fraction (hardware/roofline.py)
+    roofline: dict[str, Any] | None = None
 
     def __post_init__(self) -> None:
         if self.status not in STATUSES:
@@ -148,12 +212,17 @@ class CellResult:
         samples: Samples,
         verdict: Stability,
         tdp_w: float | None,
+        batch: int | None = None,
+        throughput_sps: float | None = None,
         **extra: Any,
     ) -> CellResult:
         latency = LatencyStats.from_samples_ns(samples.samples_ns)
-        per_sample_ms = latency.median / cell.batch_size
+        # A scenario that picks its own batch passes it (`batch`) and may measure throughput its own way.
+        batch = batch or cell.batch_size
+        per_sample_ms = latency.median / batch
         busy_s = float(samples.samples_ns.sum()) / 1e9
-        throughput = cell.batch_size * samples.samples_ns.size / busy_s if busy_s > 0 else None
+        throughput = batch * samples.samples_ns.size / busy_s if busy_s > 0 else None
+        throughput = throughput_sps if throughput_sps is not None else throughput
         return cls(
             cell=cell,
             status="ok",
@@ -206,8 +275,11 @@ class CellResult:
             "delegated_fraction": self.delegated_fraction,
             "emulated": self.emulated,
             "details": self.details,
+            "scenario_result": self.scenario_result,
             "model_bytes": self.model_bytes,
             "artifact": self.artifact,
-            "energy": asdict(self.energy),
+            "energy": self.energy.as_dict(),
+            "price": self.price,
+            "roofline": self.roofline,
             "environment": environment,
         }

@@ -15,7 +15,7 @@ import math
 from dataclasses import asdict, dataclass
 
 import numpy as np
-from scipy.stats import binom
+from scipy.special import betainc
 
 
 @dataclass(frozen=True)
@@ -70,7 +70,7 @@ def median_ci(samples, confidence: float = 0.95) -> tuple[float, float]:
         return float(x[0]), float(x[0])
     k = math.ceil(n / 2)
     j = np.arange(1, n + 1)
-    cdf = binom.sf(k - 1, n, j / n)  # P(median of a resample <= x_(j))
+    cdf = betainc(k, n - k + 1, j / n)  # P(Binomial(n, j/n) >= k): a resample's median <= x_(j)
     alpha = (1.0 - confidence) / 2.0
     lo_index = int(np.searchsorted(cdf, alpha, side="left"))
     hi_index = int(np.searchsorted(cdf, 1.0 - alpha, side="left"))

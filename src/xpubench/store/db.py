@@ -47,6 +47,11 @@ MIGRATIONS: tuple[str, ...] = (
         UNIQUE (run_id, key)
     );
     """,
+    # The run's resolved request (its matrix, time limit and pinning) as JSON, so `xpubench run
+    # --resume` computes the same cells again; NULL for runs stored before.
+    """
+    ALTER TABLE runs ADD COLUMN request TEXT;
+    """,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -98,19 +103,40 @@ class ResultStore:
 
     # -- writing ---------------------------------------------------------------------------------
 
-    def start_run(self, environment: dict[str, Any], command: str, run_id: str | None = None) -> str:
+    def start_run(
+        self,
+        environment: dict[str, Any],
+        command: str,
+        run_id: str | None = None,
+        request: dict[str, Any] | None = None,
+    ) -> str:
+        """A new run, `running`; `request` (JSON) is what `--resume` needs to finish it."""
         run_id = run_id or new_run_id()
         with self._db:
             self._db.execute(
-                "INSERT INTO runs (run_id, started_at, status, command, environment) VALUES (?, ?, ?, ?, ?)",
-                (run_id, _now(), "running", command, json.dumps(environment)),
+                """INSERT INTO runs (run_id, started_at, status, command, environment, request)
+                   VALUES (?, ?, ?, ?, ?, ?)""",
+                (run_id, _now(), "running", command, json.dumps(environment),
+                 json.dumps(request) if request is not None else None),
             )
         return run_id
 
-    def add_cell(self, run_id: str, result: CellResult) -> None:
-        """Commit one cell at once, so an interrupted sweep keeps everything already measured."""
+    def resume_run(self, run_id: str, request: dict[str, Any] | None = None) -> None:
+        """Mark a stored run `running` again (its environment notes when), optionally with a new request."""
+        env = self.run(run_id)["environment"]
+        env.setdefault("resumed_at", []).append(_now())
+        with self._db:
+            self._db.execute("UPDATE runs SET status = 'running', environment = ? WHERE run_id = ?",
+                             (json.dumps(env), run_id))
+            if request is not None:
+                self._db.execute("UPDATE runs SET request = ? WHERE run_id = ?", (json.dumps(request), run_id))
+
+    def add_cell(self, run_id: str, result: CellResult, extra: dict[str, Any] | None = None) -> None:
+        """Commit one cell at once, so an interrupted sweep keeps everything already measured.
+        `extra` joins the record (e.g. the worker's CPU affinity)."""
         record = result.as_dict()
         record.pop("environment")
+        record.update(extra or {})
         c = result.cell
         samples = (
             np.asarray(result.samples_ns, dtype="<i8").tobytes() if result.samples_ns is not None else None
@@ -170,7 +196,13 @@ class ResultStore:
             raise UsageError(f"no run {run_id!r} in {self.folder}: `xpubench show --list` lists the runs")
         run = dict(row)
         run["environment"] = json.loads(run["environment"])
+        run["request"] = json.loads(run["request"]) if run.get("request") else None
         return run
+
+    def cell_keys(self, run_id: str) -> set[str]:
+        """The keys of the cells the run has stored."""
+        rows = self._db.execute("SELECT key FROM cells WHERE run_id = ?", (run_id,)).fetchall()
+        return {r["key"] for r in rows}
 
     def cells(self, run_id: str) -> list[dict[str, Any]]:
         """The run's cell records in the order they were measured, each with the run's environment."""

@@ -1,0 +1,131 @@
+"""Load scenarios: how queries reach a backend (single-stream, batch sweep, offline, server, MLPerf LoadGen)."""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from xpubench.core.cell import SCENARIOS
+from xpubench.core.measure import MeasureConfig, Samples
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from xpubench.backends.base import Backend
+    from xpubench.core.cell import Cell
+
+DEFAULT_BOUND_MS = 10.0
+DEFAULT_MAX_BATCH = 1024
+
+# name -> "module:function" inside this package; imported when a cell of that scenario runs, so
+# LoadGen is loaded only by the cells that use it.
+REGISTRY: dict[str, str] = {
+    "single-stream": "loops:single_stream",
+    "batch-sweep": "loops:batch_sweep",
+    "offline": "loops:offline",
+    "server": "server:server",
+    "mlperf-singlestream": "mlperf:singlestream",
+    "mlperf-multistream": "mlperf:multistream",
+    "mlperf-server": "mlperf:server",
+    "mlperf-offline": "mlperf:offline",
+}
+# Scenarios that choose their own batches (or whose queries are single samples): their cells
+# carry batch size 1 and the batch they ran is in `scenario_result["batch"]`.
+SELF_BATCHING = frozenset(REGISTRY) - {"single-stream"}
+
+assert set(REGISTRY) == set(SCENARIOS), "core.cell.SCENARIOS and the scenario registry must name the same scenarios"
+
+
+@dataclass(frozen=True)
+class ScenarioConfig:
+    """Load settings shared by the scenarios of a matrix. Checked when built; never changed during a run.
+
+    `qps` is the arrival rate of `server` and the target of `mlperf-server` (None: calibrated by a
+    short probe); `bound_ms` their latency bound; `max_batch` caps the batch sweeps.
+    """
+
+    qps: float | None = None
+    bound_ms: float = DEFAULT_BOUND_MS
+    max_batch: int = DEFAULT_MAX_BATCH
+    seed: int = 20260501  # Poisson arrivals and LoadGen's schedules: the same load every run
+
+    def __post_init__(self) -> None:
+        if self.qps is not None and not self.qps > 0:
+            raise ValueError(f"--qps must be a positive arrival rate in queries per second, got {self.qps:g}")
+        if not self.bound_ms > 0:
+            raise ValueError(f"--bound-ms must be a positive latency bound in milliseconds, got {self.bound_ms:g}")
+        if self.max_batch < 1:
+            raise ValueError(f"the largest batch of a sweep must be >= 1, got {self.max_batch}")
+
+
+def check_scenarios(names: Sequence[str]) -> tuple[str, ...]:
+    """The names, checked; raises ValueError with a one-line message for an unknown one."""
+    for name in names:
+        if name not in REGISTRY:
+            raise ValueError(f"unknown scenario {name!r}: choose from {', '.join(REGISTRY)}")
+    if not names:
+        raise ValueError("give at least one scenario")
+    return tuple(dict.fromkeys(names))
+
+
+@dataclass
+class ScenarioRun:
+    """What a scenario gets: an open backend, its inputs, and the settings of the matrix."""
+
+    cell: Cell
+    backend: Backend
+    pool: Callable[[int], list[Any]]  # prepared, distinct input batches of a given size
+    arrays: Callable[[], list[np.ndarray]]  # every host sample, one array per input (MLPerf's QSL)
+    measure: MeasureConfig
+    settings: ScenarioConfig
+
+
+@dataclass
+class Outcome:
+    """What a scenario measured. `samples` are per-call times of `batch` samples each; for `server`
+    and MLPerf they are per-query latencies as the scenario defines them (said in `result`)."""
+
+    samples: Samples
+    batch: int
+    result: dict[str, Any] = field(default_factory=dict)
+    throughput_sps: float | None = None  # None: batch x calls / busy time
+    warnings: tuple[str, ...] = ()
+
+
+def run_scenario(run: ScenarioRun) -> Outcome:
+    module, _, function = REGISTRY[run.cell.scenario].partition(":")
+    scenario: Callable[[ScenarioRun], Outcome] = getattr(
+        importlib.import_module(f"{__name__}.{module}"), function
+    )
+    return scenario(run)
+
+
+def summary(result: dict[str, Any] | None) -> str:
+    """A scenario's figures in one short line, for the console table's notes."""
+    if not result:
+        return ""
+    parts = []
+    if "verdict" in result:
+        parts.append(str(result["verdict"]))
+    if "knee" in result:
+        parts.append(f"knee b{result['knee']}")
+    if "batch" in result and "knee" not in result:
+        parts.append(f"b{result['batch']}")
+    if result.get("qps") is not None:
+        parts.append(f"{result['qps']:.4g} q/s")
+    if result.get("p99_ms") is not None and result.get("bound_ms") is not None:
+        parts.append(f"p99 {result['p99_ms']:.3g} ms vs bound {result['bound_ms']:g} ms")
+    if result.get("growth") is not None:
+        parts.append(f"late/early p50 x{result['growth']:.3g}")
+    return ", ".join(parts)
+
+
+def unavailable_reason(scenario: str) -> str | None:
+    """None when the scenario can run in this environment; otherwise one line saying why not."""
+    import importlib.util
+
+    if scenario.startswith("mlperf-") and importlib.util.find_spec("mlperf_loadgen") is None:
+        return "MLPerf LoadGen is not installed (pip install mlcommons-loadgen)"
+    return None

@@ -1,0 +1,294 @@
+"""Each cell in a worker process of its own: crashes and hangs are failed rows, kill -9 then --resume, --pin."""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import run_cli
+from tests.crashing_backend import REGISTRATION
+from xpubench.backends import _entry_points
+from xpubench.cli import main
+from xpubench.core.measure import MeasureConfig
+from xpubench.data.files import DataFile
+from xpubench.errors import UsageError
+from xpubench.isolation import format_cpus, parse_cpus
+from xpubench.store import ResultStore
+from xpubench.store.db import MIGRATIONS
+from xpubench.sweep import Matrix, matrix_from_json, matrix_to_json
+
+ROOT = Path(__file__).resolve().parent.parent
+FAST = ["--runs", "20", "--min-time", "0.05", "--warmup-runs", "2", "--warmup-time", "0"]
+FRAMEWORKS = ("onnxruntime", "tensorflow", "torch", "openvino", "ai_edge_litert", "keras", "onnx")
+
+
+@pytest.fixture
+def relu_onnx(tmp_path) -> Path:
+    """A one-node ONNX model: ONNX Runtime runs it and gives its reference, no TensorFlow needed."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    graph = helper.make_graph(
+        [helper.make_node("Relu", ["in"], ["out"])], "relu",
+        [helper.make_tensor_value_info("in", TensorProto.FLOAT, ["n", 16])],
+        [helper.make_tensor_value_info("out", TensorProto.FLOAT, ["n", 16])],
+    )
+    path = tmp_path / "relu.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), path)
+    return path
+
+
+@pytest.fixture
+def crashing(monkeypatch):
+    """The test-only crashing backends, registered in this process and, by the environment, in workers."""
+    monkeypatch.setenv("XPUBENCH_EXTRA_BACKENDS", REGISTRATION)
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])))
+    _entry_points.cache_clear()
+    yield
+    _entry_points.cache_clear()
+
+
+def live_workers(parent: int) -> list[int]:
+    """Worker processes started by `parent` that are still alive (zombies do not count)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            args = (entry / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if b"xpubench.isolation" in args and str(parent).encode() in args[3:] and alive(int(entry.name)):
+            found.append(int(entry.name))
+    return found
+
+
+def alive(pid: int) -> bool:
+    """Running or sleeping; a zombie (dead, not yet reaped by its new parent) is not alive."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return False
+
+
+def wait_until_gone(parent: int, seconds: float = 15) -> list[int]:
+    deadline = time.monotonic() + seconds
+    while (left := live_workers(parent)) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    return left
+
+
+def rows(results: Path) -> list[sqlite3.Row]:
+    with sqlite3.connect(results / "xpubench.db") as db:
+        db.row_factory = sqlite3.Row
+        return db.execute("SELECT id, run_id, key, status, measured_at, record FROM cells ORDER BY id").fetchall()
+
+
+@pytest.mark.slow
+def test_crashing_runtimes_are_failed_rows_and_the_sweep_goes_on(relu_onnx, tmp_path, crashing):
+    args = ["run", str(relu_onnx), "--backend", "onnxruntime,segfault,abort,exit,litert", "--batch", "2",
+            "--pin", "0", "--json", str(tmp_path / "o.json"), "--results", str(tmp_path / "r"), *FAST]
+    # `xpubench run` as main() in a process of its own, which then names the ML frameworks it imported
+    script = (f"import sys; from xpubench.cli import main; code = main({args!r}); "
+              f"print('imported:', [m for m in {FRAMEWORKS!r} if m in sys.modules], file=sys.stderr); sys.exit(code)")
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    assert "imported: []" in out.stderr  # every runtime ran in the workers only
+    cells = {c["backend"]: c for c in json.loads((tmp_path / "o.json").read_text())["cells"]}
+    assert list(cells) == ["onnxruntime", "segfault", "abort", "exit", "litert"]
+    assert cells["onnxruntime"]["status"] == "ok" and cells["onnxruntime"]["latency_ms"]["median"] > 0
+    assert cells["onnxruntime"]["fidelity"]["max_abs"] == 0.0  # the reference came from its own worker
+    assert cells["segfault"]["status"] == "failed"
+    assert cells["segfault"]["reason"].startswith("worker died: SIGSEGV (signal 11)"), cells["segfault"]["reason"]
+    assert cells["abort"]["status"] == "failed"
+    assert cells["abort"]["reason"].startswith("worker died: SIGABRT (signal 6)"), cells["abort"]["reason"]
+    assert cells["exit"]["status"] == "failed" and "exited with code 3" in cells["exit"]["reason"]
+    assert cells["litert"]["status"] == "unavailable"  # no converter from ONNX: answered without a worker
+    # --pin: every worker ran on CPU 0 only, and says so with its cell
+    for backend in ("onnxruntime", "segfault", "abort", "exit"):
+        assert cells[backend]["affinity"] == [0] and cells[backend]["threads"] == 1
+        assert cells[backend]["worker"]["pid"] > 0
+    assert cells["onnxruntime"]["worker"]["max_rss_mib"] > 0
+    assert "SIGSEGV" in out.stdout  # the table says why
+
+
+@pytest.mark.slow
+def test_kill_9_mid_sweep_then_resume_measures_each_cell_exactly_once(relu_onnx, tmp_path):
+    import h5py
+    import numpy as np
+
+    # --data as an HDF5 file whose arrays --x and --y name: the workers of the first run and of the
+    # resumed one (started elsewhere: relative paths are the run's) must score the model on it.
+    x = np.random.default_rng(0).normal(size=(40, 16)).astype(np.float32)
+    with h5py.File(tmp_path / "d.h5", "w") as f:
+        f["events/feats"] = x
+        f["events/truth"] = x.argmax(axis=1).astype(np.int64)  # what the relu model's argmax gives
+    results = tmp_path / "res"
+    batches = ["1", "2", "3"]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "xpubench", "run", relu_onnx.name, "--backend", "onnxruntime",
+         "--data", "d.h5", "--x", "events/feats", "--y", "events/truth",
+         "--batch", ",".join(batches), "--runs", "20", "--min-time", "2", "--warmup-time", "0",
+         "--results", str(results)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=tmp_path,
+    )
+    deadline = time.monotonic() + 120
+    stored: list = []
+    while not stored and time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(0.1)
+        if (results / "xpubench.db").exists():
+            try:
+                stored = rows(results)
+            except sqlite3.OperationalError:
+                stored = []
+    assert len(stored) == 1, f"the run stored {len(stored)} cells before the kill"
+    measuring: list[int] = []  # the next cell's worker, so the kill lands mid-sweep
+    while not measuring and time.monotonic() < deadline and proc.poll() is None:
+        measuring = live_workers(proc.pid)
+    assert measuring, "no worker was running when the sweep was killed"
+    proc.kill()  # SIGKILL: no handler runs, the run stays "running"
+    proc.communicate(timeout=30)
+    # At once: a worker left alone would finish its cell (2 s or more) before finding its parent gone
+    assert wait_until_gone(proc.pid, 1.5) == [], "a worker outlived its sweep"
+    assert not any(alive(pid) for pid in measuring)
+    run_id = stored[0]["run_id"]
+    assert len(rows(results)) < len(batches)
+
+    out = run_cli("run", "--resume", run_id, "--results", str(results), "--json", str(tmp_path / "o.json"))
+    assert out.returncode == 0, out.stderr
+    after = rows(results)
+    assert sorted(r["key"] for r in after) == sorted(
+        f"{relu_onnx.name}/onnxruntime/cpu/fp32/b{b}/t1/single-stream/end-to-end" for b in batches)
+    for record in (json.loads(r["record"]) for r in after):
+        assert record["dataset"] == "d.h5" and record["accuracy"]["value"] == 1.0, record
+    # the cells stored before the kill are the same rows, untouched; none was measured again
+    before = {r["key"]: (r["id"], r["measured_at"], r["record"]) for r in stored}
+    assert all((r["id"], r["measured_at"], r["record"]) == before[r["key"]] for r in after if r["key"] in before)
+    assert {r["run_id"] for r in after} == {run_id} and all(r["status"] == "ok" for r in after)
+    shown = json.loads((tmp_path / "o.json").read_text())
+    assert shown["run_id"] == run_id and len(shown["cells"]) == len(batches)
+    with ResultStore(results, create=False) as store:
+        run = store.run(run_id)
+        assert run["status"] == "finished" and len(run["environment"]["resumed_at"]) == 1
+    # resuming a finished run measures nothing
+    assert main(["run", "--resume", run_id, "--results", str(results)]) == 0
+    assert [r["id"] for r in rows(results)] == [r["id"] for r in after]
+
+
+@pytest.mark.slow
+def test_a_cell_past_its_time_limit_is_a_failed_row_and_its_worker_is_killed(relu_onnx, tmp_path, crashing):
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "xpubench", "run", str(relu_onnx), "--backend", "hang", "--batch", "2",
+         "--cell-timeout", "2", "--json", str(tmp_path / "o.json"), "--results", str(tmp_path / "r"), *FAST],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    _, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 0, stderr
+    (cell,) = json.loads((tmp_path / "o.json").read_text())["cells"]
+    assert cell["status"] == "failed" and cell["reason"] == "worker exceeded the 2 s limit"
+    assert 2 <= cell["worker"]["wall_s"] < 30
+    assert live_workers(proc.pid) == []
+
+
+@pytest.mark.slow
+def test_benchmark_from_python_runs_its_scenarios_in_workers(relu_onnx, tmp_path):
+    from xpubench import benchmark
+
+    cells = benchmark(relu_onnx, backends=["onnxruntime"], batch_sizes=[1], scenarios=["server"], qps=50,
+                      bound_ms=250, results=tmp_path / "r", min_runs=10, min_time_s=0.2, warmup_runs=2)
+    (cell,) = cells
+    assert cell["status"] == "ok" and cell["scenario"] == "server", cell["reason"]
+    assert cell["scenario_result"]["qps"] == 50 and cell["scenario_result"]["bound_ms"] == 250
+    assert cell["worker"]["pid"] != os.getpid()
+    with ResultStore(tmp_path / "r", create=False) as store:  # --resume could compute the same cells again
+        (listed,) = store.runs()
+        run = store.run(listed["run_id"])
+        assert run["status"] == "finished"
+        assert matrix_from_json(run["request"]["matrix"]).scenarios == ("server",)
+        assert matrix_from_json(run["request"]["matrix"]).scenario.qps == 50
+
+
+def test_cpu_lists_parse_and_print():
+    allowed = os.sched_getaffinity(0)
+    first = min(allowed)
+    assert parse_cpus(str(first)) == (first,)
+    if {0, 1} <= allowed:
+        assert parse_cpus("0-1") == parse_cpus("1,0") == (0, 1)
+    assert format_cpus([0, 1, 2, 5, 7, 8]) == "0-2,5,7-8"
+    for bad in ("x", "3-1", "-1", ""):
+        with pytest.raises(UsageError, match="--pin"):
+            parse_cpus(bad)
+    with pytest.raises(UsageError, match="may run on CPUs"):
+        parse_cpus(str(max(allowed) + 1000))
+
+
+def test_a_matrix_survives_its_json_round_trip(tmp_path):
+    matrix = Matrix(
+        models=("dense1", "model.onnx"),
+        backends=("onnxruntime", "litert:xnnpack=off"),
+        batch_sizes=(1, 8),
+        threads=(1, 2),
+        precisions=("fp32", "fixed<16,6>"),
+        devices=None,
+        measure=MeasureConfig(min_runs=7, min_time_s=0.1, ci_target=0.02),
+        tdp_w=15.0,
+        data=DataFile(tmp_path / "d.h5", x="images", y="labels", y_given=True),
+        shapes=(("in", (16,)),),
+    )
+    stored = json.loads(json.dumps(matrix_to_json(matrix)))
+    assert matrix_from_json(stored) == matrix
+    assert matrix_from_json({**stored, "no_such_field": 1, "data": None}) == Matrix(
+        **{**matrix.__dict__, "data": None})
+
+
+@pytest.mark.parametrize("args, expected", [
+    (["--resume", "nosuchrun"], "no run 'nosuchrun'"),
+    (["--resume", "nosuchrun", "dense1"], "drop MODEL"),
+    (["--resume", "nosuchrun", "--batch", "4"], "drop --batch"),
+    (["dense1", "--pin", "zero"], "--pin 'zero'"),
+    (["dense1", "--cell-timeout", "0"], "--cell-timeout must be a positive"),
+])
+def test_bad_resume_pin_and_timeout_are_one_line_and_exit_2(args, expected, tmp_path, capsys):
+    ResultStore(tmp_path / "r").close()
+    assert main(["run", *args, "--results", str(tmp_path / "r")]) == 2
+    stderr = capsys.readouterr().err
+    assert stderr.count("\n") == 1 and expected in stderr, stderr
+
+
+def test_a_run_whose_sweep_is_alive_is_not_resumed():
+    import socket
+
+    from xpubench.cli.run import _check_not_running
+    from xpubench.sweep import process_start
+
+    sweep = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)", "xpubench"])
+    try:
+        request = {"pid": sweep.pid, "started": process_start(sweep.pid), "host": socket.gethostname()}
+        with pytest.raises(UsageError, match=f"still running \\(process {sweep.pid}\\)"):
+            _check_not_running("r1", "running", request)
+        _check_not_running("r1", "interrupted", request)  # its status says it stopped
+        _check_not_running("r1", "running", {**request, "started": request["started"] - 1})  # a reused pid
+    finally:
+        sweep.kill()
+        sweep.wait()
+    _check_not_running("r1", "running", request)  # killed -9: still "running", but gone
+
+
+def test_a_run_stored_before_resume_existed_is_migrated_and_refused(tmp_path, capsys):
+    db = sqlite3.connect(tmp_path / "xpubench.db")
+    db.executescript(MIGRATIONS[0])
+    db.execute("PRAGMA user_version = 1")
+    db.execute("INSERT INTO runs VALUES ('old', '2026-01-01T00:00:00+00:00', NULL, 'interrupted', 'x', '{}')")
+    db.commit()
+    db.close()
+    with ResultStore(tmp_path) as store:
+        assert store.run("old")["request"] is None
+    assert main(["run", "--resume", "old", "--results", str(tmp_path)]) == 2
+    assert "stored without its request" in capsys.readouterr().err
