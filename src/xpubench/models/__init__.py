@@ -14,7 +14,7 @@ import numpy as np
 
 from xpubench.convert.graph import Artifacts
 from xpubench.errors import UsageError
-from xpubench.models.zoo import ZOO
+from xpubench.models.zoo import FAMILIES, ZOO, lookup
 from xpubench.paths import cache_dir
 
 if TYPE_CHECKING:
@@ -140,7 +140,10 @@ def resolve(
 ) -> Workload:
     """A zoo name or a path to a model file -> Workload. Bad input raises UsageError."""
     shapes = dict(shapes or {})
-    if name in ZOO:
+    if name.partition(":")[0] in FAMILIES:
+        points = FAMILIES[name.partition(":")[0]]
+        raise UsageError(f"{name} is a family of {len(points)} models: {', '.join(points)}; run them by those names")
+    if lookup(name) is not None:
         workload = _zoo_workload(name, say, shapes)
     else:
         path = Path(name)
@@ -162,25 +165,35 @@ def resolve(
 
 
 def _zoo_workload(name: str, say: Callable[[str], None], shapes: dict) -> Workload:
-    from xpubench.models.datasets import load_dataset
-    from xpubench.models.training import ensure_trained
+    """`NAME` or `NAME:full` / `NAME:tiny`: trained on first use, with its held-out data (none for a scan)."""
+    from xpubench.models.datasets import split_for
+    from xpubench.models.training import ensure_trained, size_of
 
-    entry = ZOO[name]
-    folder = ensure_trained(entry, say)
+    found = lookup(name)
+    assert found is not None
+    entry, size_name = found
+    folder = ensure_trained(entry, say, size_name)
     meta = json.loads((folder / "meta.json").read_text())
-    split = load_dataset(entry.dataset)
     workload = Workload(
         name=name,
         artifacts=Artifacts({"keras:fp32": folder / "model.keras"}, folder, shapes),
         dataset=entry.dataset,
         metric=entry.metric,
-        x_eval=split.x_test,
-        y_eval=split.y_test,
-        x_calibration=split.x_train,
         reference_accuracy=meta["keras_accuracy"],
         shapes=shapes,
     )
-    workload.artifacts.use_calibration(workload.calibration, f"{entry.dataset}:train")
+    if entry.dataset is None:
+        if "input_name" in meta:  # a scan's input, known without opening TensorFlow (its threads are fixed once)
+            from xpubench.backends.base import TensorSpec
+
+            spec = TensorSpec(meta["input_name"], (None, *meta["input_shape"]), np.dtype("float32"))
+            workload._specs = [apply_shape(spec, shapes)]
+        workload.artifacts.use_calibration(workload.calibration, f"random:{sorted(shapes.items())}")
+        return workload
+    split = split_for(entry, size_of(entry, size_name))
+    workload.x_eval, workload.y_eval = np.asarray(split.x_test), np.asarray(split.y_test)
+    workload.x_calibration = split.x_train
+    workload.artifacts.use_calibration(workload.calibration, f"{entry.dataset}:train:{size_name}")
     return workload
 
 
