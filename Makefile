@@ -18,9 +18,12 @@ $(STAMP): pyproject.toml
 	touch $@
 
 demo: install
-	$(VENV)/bin/xpubench run
+	$(VENV)/bin/xpubench run && $(VENV)/bin/xpubench report --html xpubench-results/report.html
 
+# Debian's chromium, for the report's browser test (CI runs as root on a clean Debian 12).
 test: install
+	@command -v chromium >/dev/null || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
+		apt-get install -y -qq chromium >/dev/null)
 	$(PY) -m pytest -q
 
 lint: install
