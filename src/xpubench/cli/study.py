@@ -1,0 +1,151 @@
+"""`xpubench study seeds`: the source studies' tables measured on this machine, stored as one run."""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+import signal
+import socket
+import sys
+from collections.abc import Callable
+
+from xpubench.cli.options import add_results_option
+from xpubench.errors import UsageError
+
+STUDIES = ("seeds",)
+DEFAULT_CELL_TIMEOUT_S = 600.0
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "study",
+        help="the source studies' tables measured here (LArTPC, edge networks, scans)",
+        description="Measure the source studies' three tables on this machine, in their layout, with the "
+        "studies' own figures beside them: (a) ResNet-50 V2 and DenseNet-169 on LArTPC images, TensorFlow and "
+        "LiteRT fp32 / int8-dynamic / fp16 / int8, with the K-function; (b) dense1, conv3dense1 and MobileNetV2 "
+        "at batch 1 and 32 per runtime and precision; (c) the matmul and dense-layer scans by side length. "
+        "Stored as one run (xpubench show / report read it). Each cell is measured for at least 20 calls and "
+        "0.5 s, in a worker process of its own; about 15 minutes on 2 cores once the models are trained.",
+    )
+    p.add_argument("study", choices=STUDIES, metavar="STUDY", help="seeds: the source studies of xpubench")
+    size = p.add_mutually_exclusive_group()
+    size.add_argument("--full", action="store_true",
+                      help="the studies' sizes (200x200 LArTPC images, MobileNetV2 at alpha 1): trains for hours")
+    size.add_argument("--quick", action="store_true",
+                      help="the tiniest sizes and a few cells, a minute or two (a smoke test, not the study)")
+    p.add_argument("--tdp", type=float, default=None, metavar="W",
+                   help="the CPU's TDP in watts for the K-function, when the catalogue does not know it")
+    p.add_argument("--cell-timeout", type=float, default=DEFAULT_CELL_TIMEOUT_S, metavar="S",
+                   help=f"stop a cell's worker after S seconds, a failed row (default: {DEFAULT_CELL_TIMEOUT_S:g})")
+    p.add_argument("--resume", default=None, metavar="RUN_ID", help="measure the cells an interrupted study run lacks")
+    p.add_argument("--show", default=None, metavar="RUN_ID", help="print a stored study run's tables, measure nothing")
+    add_results_option(p)
+    p.set_defaults(execute=execute)
+
+
+def execute(args: argparse.Namespace) -> int:
+    from xpubench.store import ResultStore
+    from xpubench.study import plan, render, tables
+
+    if args.show is not None and args.resume is not None:
+        raise UsageError("--show prints a stored run, --resume measures one: give one of them")
+    if args.show is not None:
+        if args.full or args.quick or args.tdp is not None:
+            raise UsageError("--show prints a stored run as it was measured: drop --full, --quick and --tdp")
+        with ResultStore(args.results, create=False) as store:
+            request = _check_study_run(store.run(args.show), args.show)
+            print(render(tables(store.cells(args.show), plan(request["mode"], request.get("tdp_w")))))
+        return 0
+    if args.tdp is not None and not args.tdp > 0:
+        raise UsageError(f"--tdp must be a positive number of watts, got {args.tdp:g}")
+    if not args.cell_timeout > 0:
+        raise UsageError(f"--cell-timeout must be a positive number of seconds, got {args.cell_timeout:g}")
+    return _measure(args)
+
+
+def _measure(args: argparse.Namespace) -> int:
+    import time
+
+    from xpubench.cli.run import Stopped, _on_sigterm
+    from xpubench.hardware.host import load_average
+    from xpubench.isolation import Workers
+    from xpubench.report.progress import ProgressBar
+    from xpubench.store import ResultStore
+    from xpubench.store.environment import collect
+    from xpubench.study import plan, render, tables
+    from xpubench.sweep import SweepEvents, matrix_to_json
+
+    store = ResultStore(args.results)
+    progress = ProgressBar(sys.stderr)
+    if args.resume is not None:
+        run = store.run(args.resume)
+        request = _check_study_run(run, args.resume)
+        if args.full or args.quick or args.tdp is not None:
+            raise UsageError("--resume measures the run's stored request: drop --full, --quick and --tdp")
+        study = plan(request["mode"], request.get("tdp_w"))
+        run_id = args.resume
+    else:
+        mode = "full" if args.full else "quick" if args.quick else "default"
+        study = plan(mode, args.tdp)
+        run_id = None
+    _say_training(study.models(), progress.say)
+    started = time.monotonic()
+    with Workers(args.cell_timeout, None, progress.say) as workers:
+        request = {
+            "study": args.study,
+            "mode": study.mode,
+            "tdp_w": study.matrices[0].tdp_w,
+            "matrices": [matrix_to_json(m) for m in study.matrices],
+            "cell_timeout_s": workers.timeout_s,
+            "cwd": str(workers.cwd),
+            "host": socket.gethostname(),
+        }
+        if run_id is None:
+            command = shlex.join(["xpubench", *sys.argv[1:]]) if sys.argv[1:2] == ["study"] else "xpubench study"
+            run_id = store.start_run(collect([1]), command=command, request=request)
+        else:
+            store.resume_run(run_id, request)
+        count = sum(len(m.cells()) for m in study.matrices)
+        progress.say(f"study {args.study} ({study.mode}): run {run_id}, {count} cells, results in {store.path}")
+        previous = signal.signal(signal.SIGTERM, _on_sigterm)
+        status, code = "finished", 0
+        try:
+            from xpubench.study import measure
+
+            measure(study, store, run_id, workers, SweepEvents(progress.say, progress.cell_started, progress.cell_done))
+        except (KeyboardInterrupt, Stopped) as exc:
+            status, code = "interrupted", 143 if isinstance(exc, Stopped) else 130
+            progress.say(f"\ninterrupted: the cells measured so far are stored in run {run_id}; "
+                         f"`xpubench study {args.study} --resume {run_id}` measures the rest")
+        finally:
+            signal.signal(signal.SIGTERM, previous)
+            store.finish_run(run_id, status, load_average())
+    print(render(tables(store.cells(run_id), study)))
+    print(f"\nrun {run_id} ({status}, {time.monotonic() - started:.0f} s): xpubench show {run_id} / "
+          f"xpubench report {run_id} read it; xpubench study {args.study} --show {run_id} prints these tables")
+    store.close()
+    return code
+
+
+def _check_study_run(run: dict, run_id: str) -> dict:
+    request = run.get("request") or {}
+    if request.get("study") not in STUDIES:
+        raise UsageError(f"run {run_id} is not a study run: `xpubench show {run_id}` shows it")
+    return request
+
+
+def _say_training(models: list[str], say: Callable[[str], None]) -> None:
+    """Name the zoo models that train first (on first use), before anything is measured."""
+    from xpubench.models.training import model_dir
+    from xpubench.models.zoo import lookup
+
+    untrained = []
+    for name in models:
+        found = lookup(name)
+        if found and found[0].task != "none" and not (model_dir(found[0], found[1]) / "meta.json").exists():
+            untrained.append(name)
+    if untrained:
+        say(f"not trained yet, trained on first use (once, then cached): {', '.join(untrained)}. At the default "
+            "size on 2 idle cores: mobilenet-v2 a few minutes, resnet50v2 and densenet169 ten minutes or more "
+            "each, the rest seconds; each prints its own estimate when it starts")
+
