@@ -268,8 +268,12 @@ def test_a_run_whose_sweep_is_alive_is_not_resumed():
     from xpubench.cli.run import _check_not_running
     from xpubench.sweep import process_start
 
-    sweep = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)", "xpubench"])
+    sweep = subprocess.Popen(
+        [sys.executable, "-c", "import time; print('up', flush=True); time.sleep(60)", "xpubench"],
+        stdout=subprocess.PIPE, text=True,
+    )
     try:
+        assert sweep.stdout.readline() == "up\n"  # running, its command line its own
         request = {"pid": sweep.pid, "started": process_start(sweep.pid), "host": socket.gethostname()}
         with pytest.raises(UsageError, match=f"still running \\(process {sweep.pid}\\)"):
             _check_not_running("r1", "running", request)
@@ -278,6 +282,7 @@ def test_a_run_whose_sweep_is_alive_is_not_resumed():
     finally:
         sweep.kill()
         sweep.wait()
+        sweep.stdout.close()
     _check_not_running("r1", "running", request)  # killed -9: still "running", but gone
 
 
