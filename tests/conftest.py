@@ -42,3 +42,19 @@ def run_cli(*args: str, cwd: Path | None = None, timeout: float = 600) -> subpro
         timeout=timeout,
         env=os.environ.copy(),
     )
+
+
+@pytest.fixture
+def relu_onnx(tmp_path: Path) -> Path:
+    """A one-node ONNX model with a dynamic batch: ONNX Runtime runs it and gives its reference, no TensorFlow."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    graph = helper.make_graph(
+        [helper.make_node("Relu", ["in"], ["out"])], "relu",
+        [helper.make_tensor_value_info("in", TensorProto.FLOAT, ["n", 16])],
+        [helper.make_tensor_value_info("out", TensorProto.FLOAT, ["n", 16])],
+    )
+    path = tmp_path / "relu.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), path)
+    return path

@@ -90,18 +90,8 @@ def test_devices_and_zoo_list_what_is_here():
     assert "dense1" in zoo.stdout and "conv3dense1" in zoo.stdout and "digits" in zoo.stdout
 
 
-def test_a_users_onnx_file_runs_on_random_inputs(tmp_path):
-    import onnx
-    from onnx import TensorProto, helper
-
-    graph = helper.make_graph(
-        [helper.make_node("Relu", ["in"], ["out"])], "relu",
-        [helper.make_tensor_value_info("in", TensorProto.FLOAT, ["n", 16])],
-        [helper.make_tensor_value_info("out", TensorProto.FLOAT, ["n", 16])],
-    )
-    path = tmp_path / "relu.onnx"
-    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), path)
-    out = run_cli("run", str(path), "--backend", "onnxruntime,litert", "--batch", "2", "--json",
+def test_a_users_onnx_file_runs_on_random_inputs(relu_onnx, tmp_path):
+    out = run_cli("run", str(relu_onnx), "--backend", "onnxruntime,litert", "--batch", "2", "--json",
                   str(tmp_path / "o.json"), "--results", str(tmp_path / "r"), *FAST)
     assert out.returncode == 0, out.stderr
     cells = {c["backend"]: c for c in json.loads((tmp_path / "o.json").read_text())["cells"]}

@@ -29,20 +29,6 @@ FAST = ["--runs", "20", "--min-time", "0.05", "--warmup-runs", "2", "--warmup-ti
 FRAMEWORKS = ("onnxruntime", "tensorflow", "torch", "openvino", "ai_edge_litert", "keras", "onnx")
 
 
-@pytest.fixture
-def relu_onnx(tmp_path) -> Path:
-    """A one-node ONNX model: ONNX Runtime runs it and gives its reference, no TensorFlow needed."""
-    import onnx
-    from onnx import TensorProto, helper
-
-    graph = helper.make_graph(
-        [helper.make_node("Relu", ["in"], ["out"])], "relu",
-        [helper.make_tensor_value_info("in", TensorProto.FLOAT, ["n", 16])],
-        [helper.make_tensor_value_info("out", TensorProto.FLOAT, ["n", 16])],
-    )
-    path = tmp_path / "relu.onnx"
-    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), path)
-    return path
 
 
 @pytest.fixture

@@ -23,8 +23,8 @@ import numpy as np
 from xpubench import __version__
 from xpubench.report.table import (
     BEST_NOTE,
+    CELL_COLUMNS,
     Column,
-    backend_label,
     best_per_model,
     cell_name,
     columns_for,
@@ -162,13 +162,7 @@ def summary_html(data: ReportData, multi_run: bool) -> str:
 # -- tables ------------------------------------------------------------------------------------------
 
 FIDELITY_COLUMNS: tuple[Column, ...] = (
-    Column("model", "model", text, None),
-    Column("backend", "backend", text, None, read=backend_label),
-    Column("device", "device", text, None),
-    Column("precision", "precision", text, None),
-    Column("batch", "batch_size", text),
-    Column("threads", "threads", text),
-    Column("scenario", "scenario", text, None, optional=True),
+    *CELL_COLUMNS,
     Column("accuracy", "accuracy.value", decimals4),
     Column("Δacc", "accuracy_delta", signed),
     Column("top-1 agreement", "fidelity.top1_agreement", lambda v: num(v, 4)),

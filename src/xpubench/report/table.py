@@ -124,7 +124,7 @@ class Column:
         return self.format(self.value(record))
 
 
-COLUMNS: tuple[Column, ...] = (
+CELL_COLUMNS: tuple[Column, ...] = (  # what names a cell; every table starts with them
     Column("model", "model", text, None),
     Column("backend", "backend", text, None, read=backend_label),
     Column("device", "device", text, None),
@@ -132,6 +132,9 @@ COLUMNS: tuple[Column, ...] = (
     Column("batch", "batch_size", text),
     Column("threads", "threads", text),
     Column("scenario", "scenario", text, None, optional=True),
+)
+COLUMNS: tuple[Column, ...] = (
+    *CELL_COLUMNS,
     Column("status", "status", text, None),
     Column("median [ms]", "latency_ms.median"),
     Column("p99 [ms]", "latency_ms.p99"),
