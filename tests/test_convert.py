@@ -57,12 +57,14 @@ def test_artifacts_convert_once_and_reuse_the_file(affine_onnx, tmp_path):
     calibration = np.random.default_rng(0).standard_normal((16, 8)).astype(np.float32)
     artifacts = Artifacts({"onnx:fp32": affine_onnx}, tmp_path / "cache")
     artifacts.use_calibration(lambda: calls.append(1) or [calibration], "data-a")
+    assert artifacts.made("onnx:fp32") and not artifacts.made("onnx:int8") and not artifacts.made("tflite:fp32")
     first = artifacts.get("onnx:int8")
-    assert first.exists() and calls == [1]
+    assert first.exists() and calls == [1] and artifacts.made("onnx:int8")
     assert artifacts.get("onnx:int8") == first and calls == [1]
     # A fresh instance over the same folder finds the file on disk: no converter runs again.
     again = Artifacts({"onnx:fp32": affine_onnx}, tmp_path / "cache")
     again.use_calibration(lambda: pytest.fail("calibrated twice"), "data-a")
+    assert again.made("onnx:int8")  # found on disk, before anything asks for it
     assert again.get("onnx:int8") == first  # ...but the converter is not called again
     # Other calibration data is another artifact.
     other = Artifacts({"onnx:fp32": affine_onnx}, tmp_path / "cache")

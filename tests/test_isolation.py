@@ -201,6 +201,38 @@ def test_benchmark_from_python_runs_its_scenarios_in_workers(relu_onnx, tmp_path
         assert matrix_from_json(run["request"]["matrix"]).scenario.qps == 50
 
 
+@pytest.mark.slow
+def test_preparing_a_model_converts_what_its_cells_will_load(relu_onnx, tmp_path):
+    from xpubench.core.cell import Cell
+    from xpubench.isolation import Workers, load_workload
+
+    wanted = [Cell(str(relu_onnx), "onnxruntime", precision=p) for p in ("int8", "fp16")]
+    unknown = Cell(str(relu_onnx), "no-such-backend")  # screened: answered without converting anything
+    with Workers() as workers:
+        prepared = workers.prepare(str(relu_onnx), cells=[*wanted, unknown],
+                                   measure_args=(MeasureConfig(), None))
+        assert list(prepared.screened) == [unknown.key]
+        workload = load_workload(prepared, print)
+    # The prepare worker answered, then converted: no cell has run, yet each finds its artifact made.
+    assert workload.artifacts.made("onnx:int8") and workload.artifacts.made("onnx:fp16")
+    assert not workload.artifacts.made("onnx:int8-dynamic")  # which no cell asked for
+
+
+@pytest.mark.slow
+def test_a_zoo_model_trains_in_a_worker_of_its_own_with_onednn(tmp_path, monkeypatch):
+    from xpubench.isolation import Workers
+    from xpubench.models.training import model_dir, untrained
+    from xpubench.models.zoo import ZOO
+
+    monkeypatch.setenv("XPUBENCH_CACHE", str(tmp_path / "cache"))
+    assert untrained("dense1:tiny")
+    with Workers() as workers:
+        prepared = workers.prepare("dense1:tiny")
+    assert not isinstance(prepared, str), prepared
+    meta = json.loads((model_dir(ZOO["dense1"], "tiny") / "meta.json").read_text())
+    assert meta["onednn"] is True and not untrained("dense1:tiny")
+
+
 def test_cpu_lists_parse_and_print():
     allowed = os.sched_getaffinity(0)
     first = min(allowed)

@@ -1,9 +1,11 @@
 """Worker processes: each cell of a sweep runs in a fresh process of its own, so a crash or a hang is one failed row.
 
-The parent (the sweep) imports no ML framework. Per model, one worker resolves it (training a zoo
-model on first use), computes the float32 reference outputs once (cached on disk next to the model's
-artifacts) and pickles the ready Workload into the sweep's folder; per cell, one worker loads that
-Workload, converts, measures with `sweep.measure_cell` and sends the CellResult back through a pipe.
+The parent (the sweep) imports no ML framework. Per model, one worker trains it when it is a zoo
+model used for the first time (with every CPU the sweep may use); one resolves it, computes the
+float32 reference outputs once (cached on disk next to the model's artifacts), pickles the ready
+Workload into the sweep's folder and, once it has answered, converts the artifacts the cells will
+load; per cell, one worker loads that Workload, measures with `sweep.measure_cell` and sends the
+CellResult back through a pipe.
 A fresh process (not fork: TensorFlow's and ONNX Runtime's threads do not survive fork) also lets
 every cell set process-wide settings, TensorFlow's thread pools, for itself.
 
@@ -41,6 +43,9 @@ if TYPE_CHECKING:
     from xpubench.models import Workload
 
 DEFAULT_CELL_TIMEOUT_S = 900.0  # an emulated hls4ml cell compiles C++ for ~80 s
+# Models prepared at once by `prepare_many`: nothing is measured meanwhile, and one model's
+# single-threaded conversions fill the cores that another's training leaves idle.
+PREPARE_AT_ONCE = 2
 PREPARE_TIMEOUT_S = 3600.0  # preparing a zoo model trains it on first use
 _HEADER = struct.Struct(">Q")  # the length of each pickled message on the pipe
 _PR_SET_PDEATHSIG = 1
@@ -111,12 +116,31 @@ class Prepared:
 
 
 @dataclass(frozen=True)
+class _TrainTask:
+    """A zoo model's training on first use, in a worker of its own: there TensorFlow has every CPU the
+    sweep may use, while the prepare worker's is held to the float32 reference's one thread."""
+
+    name: str
+
+    def execute(self, say: Say) -> None:
+        from xpubench.models.training import ensure_trained, train_with_onednn
+        from xpubench.models.zoo import lookup
+
+        train_with_onednn()
+        found = lookup(self.name)
+        assert found is not None
+        ensure_trained(found[0], say, found[1])
+
+
+@dataclass
 class _PrepareTask:
     source: ModelSource
     folder: Path
     with_reference: bool = True
     cells: tuple[Cell, ...] = ()  # to screen
     measure_args: tuple[Any, ...] = ()  # measure_cell's arguments after the workload
+    # Set by execute in the worker: the workload and the cells left to convert for `afterwards`.
+    _ahead: tuple[Any, list[Cell]] | None = field(default=None, init=False, repr=False)
 
     def execute(self, say: Say) -> Prepared:
         from xpubench.models import REFERENCE_BACKEND, resolve
@@ -133,7 +157,9 @@ class _PrepareTask:
             reference_file, note = _reference(workload)
         if reference_file is None:
             workload.reference = ()
-        prepared = Prepared(self.source, None, reference_file, note, _screen(self.cells, workload, self.measure_args))
+        screened = _screen(self.cells, workload, self.measure_args)
+        self._ahead = (workload, [c for c in self.cells if c.key not in screened])
+        prepared = Prepared(self.source, None, reference_file, note, screened)
         target = self.folder / f"{hashlib.sha256(repr(self.source).encode()).hexdigest()[:16]}.workload.pkl"
         try:  # cells then skip resolving (importing scikit-learn, reading data files) in every worker
             target.write_bytes(pickle.dumps(workload, protocol=pickle.HIGHEST_PROTOCOL))
@@ -141,6 +167,32 @@ class _PrepareTask:
             print(f"the workload is resolved again per cell: {exc}", file=sys.stderr)
             return prepared
         return replace(prepared, workload_file=target)
+
+    def afterwards(self, say: Say) -> None:
+        """Once the answer is sent: make the artifacts the cells will load (and the float32 ONNX graph
+        their roofline counts) while the source's runtime is loaded, so that a cell does not import
+        TensorFlow and load the model again to convert. A converter that fails or crashes here costs
+        nothing: its cell converts for itself and reports why."""
+        from xpubench.backends import get_backend
+        from xpubench.sweep import artifact_kind
+
+        if self._ahead is None:
+            return
+        workload, cells = self._ahead
+        kinds: dict[str, None] = {}
+        for cell in cells:
+            with contextlib.suppress(Exception):  # an unknown backend: its cell says so
+                kind, _ = artifact_kind(get_backend(cell.backend), cell, workload)
+                if kind is not None:
+                    kinds[kind] = None
+        if kinds and not any(k.startswith("onnx:") for k in kinds) and workload.artifacts.reason("onnx:fp32") is None:
+            kinds["onnx:fp32"] = None
+        missing = [k for k in kinds if not workload.artifacts.made(k)]
+        if missing:
+            say(f"{self.source.name}: converting to {', '.join(missing)}")
+        for kind in missing:
+            with contextlib.suppress(Exception):
+                workload.artifact(kind)
 
 
 @dataclass(frozen=True)
@@ -163,7 +215,7 @@ class _CellTask:
 def _screen(cells: Iterable[Cell], workload: Workload, measure_args: tuple[Any, ...]) -> dict[str, CellResult]:
     """measure_cell's rows for the cells whose backend is unknown or cannot run them here."""
     from xpubench.backends import get_backend
-    from xpubench.sweep import measure_cell
+    from xpubench.sweep import artifact_kind, measure_cell
 
     rows = {}
     for cell in cells:
@@ -171,8 +223,8 @@ def _screen(cells: Iterable[Cell], workload: Workload, measure_args: tuple[Any, 
         try:
             backend = get_backend(cell.backend)
             # Its runtime or device is missing, or no converter chain makes its artifact.
-            cannot = bool(backend.unavailable_reason(cell.device, cell.precision, options)) or all(
-                workload.artifacts.reason(kind) for kind in backend.artifact_kinds(cell.precision, options)
+            cannot = bool(backend.unavailable_reason(cell.device, cell.precision, options)) or (
+                artifact_kind(backend, cell, workload)[0] is None
             )
         except KeyError:
             cannot = True
@@ -314,6 +366,7 @@ class Workers:
         self.cwd = Path(cwd) if cwd else Path.cwd()
         self.folder = Path(tempfile.mkdtemp(prefix="xpubench-sweep-"))
         self._prepared: dict[ModelSource, Prepared | str] = {}
+        self._stopping = threading.Event()  # set when prepare_many is interrupted: its workers stop
 
     def close(self) -> None:
         shutil.rmtree(self.folder, ignore_errors=True)
@@ -342,8 +395,32 @@ class Workers:
             self._prepared[source] = self._prepare(_PrepareTask(source, self.folder, True, tuple(cells), measure_args))
         return self._prepared[source]
 
+    def prepare_many(self, requests: Iterable[tuple[Any, ...]]) -> list[Prepared | str]:
+        """`prepare(*request)` for each request, PREPARE_AT_ONCE at a time, in order. Only while no
+        cell is measured: the workers share the cores. Ctrl-C stops every one of them."""
+        from concurrent.futures import ThreadPoolExecutor
+
+        requests = list(requests)
+        with ThreadPoolExecutor(max_workers=PREPARE_AT_ONCE) as pool:
+            try:
+                return list(pool.map(lambda request: self.prepare(*request), requests))
+            except BaseException:
+                self._stopping.set()  # the other threads' workers are killed within a second
+                raise
+            finally:
+                pool.shutdown(wait=True, cancel_futures=True)
+                self._stopping.clear()
+
     def _prepare(self, task: _PrepareTask) -> Prepared | str:
+        from xpubench.models.training import untrained
+
         source = task.source
+        if untrained(source.name):
+            trained = self._run(_TrainTask(source.name), PREPARE_TIMEOUT_S)
+            if trained.kind == "usage":
+                raise UsageError(trained.payload)
+            if trained.kind != "result":
+                return f"training {source.name} failed: {trained.payload}"
         outcome = self._run(task, max(self.timeout_s, PREPARE_TIMEOUT_S))
         if outcome.kind != "result" and outcome.kind != "usage":
             # Perhaps the reference runtime crashed: the cells can still run without fidelity figures.
@@ -442,7 +519,7 @@ class Workers:
         buffer = bytearray()
         while True:
             remaining = deadline - time.monotonic()
-            if remaining <= 0:
+            if remaining <= 0 or self._stopping.is_set():
                 return False
             ready, _, _ = select.select([fd], [], [], min(remaining, 1.0))
             if not ready:
@@ -571,6 +648,9 @@ def main(argv: list[str]) -> None:
             os.sched_setaffinity(0, pin)  # before any runtime sizes its thread pools
         channel.send("affinity", _allowed_cpus())
         channel.send("result", task.execute(channel.say))
+        if hasattr(task, "afterwards"):  # work that only saves later workers time: its failure is no one's
+            with contextlib.suppress(Exception):
+                task.afterwards(channel.say)
     except UsageError as exc:
         channel.send("usage", str(exc))
     except MemoryError:

@@ -23,7 +23,7 @@ QUICK_LARTPC_STAND_IN = "conv3dense1:tiny"  # table (a) under --quick: the pipel
 
 # How the study measures each cell: the source studies quote one figure per cell (a mean of 30-100
 # calls, or a median), so a shorter window than `xpubench run`'s default suffices and keeps the
-# whole study (about 75 cells, each in a worker process of its own) under 20 minutes on 2 cores.
+# whole study (about 75 cells, each in a worker process of its own) under 20 minutes on 2 cores, training included.
 STUDY_MEASURE = MeasureConfig(warmup_runs=3, warmup_time_s=0.1, min_runs=20, min_time_s=0.5, max_time_s=10.0)
 QUICK_MEASURE = MeasureConfig(warmup_runs=1, warmup_time_s=0.0, min_runs=5, min_time_s=0.05, max_time_s=5.0)
 
@@ -200,11 +200,15 @@ def measure(
         if all(c.key in done for c in cells):  # resuming: nothing left in this matrix
             offset += len(cells)
             continue
-        for model in dict.fromkeys(c.model for c in cells if c.key not in done):
-            # Each model is prepared once with the cells of every table, so the cells no backend can run
-            # here (GPU, Edge TPU) are answered at once, without a worker process each.
-            every = [c for m in study.matrices for c in m.cells() if c.model == model]
-            workers.prepare(model, matrix.data, matrix.shapes, every, measure_args(matrix))
+        # Each model is prepared once with the cells of every table, so the cells no backend can run
+        # here (GPU, Edge TPU) are answered at once, without a worker process each; the table's models
+        # are prepared (trained, converted) before any of its cells is measured, two at a time.
+        models = dict.fromkeys(c.model for c in cells if c.key not in done)
+        workers.prepare_many(
+            (model, matrix.data, matrix.shapes, [c for m in study.matrices for c in m.cells() if c.model == model],
+             measure_args(matrix))
+            for model in models
+        )
         start = offset
         step = SweepEvents(events.say, lambda i, _n, cell, s=start: events.cell_started(s + i, total, cell),
                            events.cell_done)

@@ -251,6 +251,16 @@ def _from_json(kind: Any, value: Any) -> Any:
     return value
 
 
+def artifact_kind(backend_cls: type[Backend], cell: Cell, workload: Workload) -> tuple[str | None, str | None]:
+    """The artifact kind the cell loads: its backend's first that a converter chain reaches from the
+    model's sources; (None, why) when there is none."""
+    kinds = backend_cls.artifact_kinds(cell.precision, dict(cell.options))
+    reasons = [workload.artifacts.reason(k) for k in kinds]
+    if all(reasons):
+        return None, reasons[0]
+    return kinds[reasons.index(None)], None
+
+
 def measure_cell(
     cell: Cell,
     workload: Workload,
@@ -276,11 +286,9 @@ def measure_cell(
     reason = backend_cls.unavailable_reason(cell.device, cell.precision, options)
     if reason:
         return CellResult.not_measured(cell, "unavailable", reason, **common)
-    kinds = backend_cls.artifact_kinds(cell.precision, options)
-    reasons = [workload.artifacts.reason(k) for k in kinds]
-    if all(reasons):
-        return CellResult.not_measured(cell, "unavailable", str(reasons[0]), **common)
-    kind = kinds[reasons.index(None)]
+    kind, reason = artifact_kind(backend_cls, cell, workload)
+    if kind is None:
+        return CellResult.not_measured(cell, "unavailable", str(reason), **common)
     backend: Backend | None = None
     try:
         try:

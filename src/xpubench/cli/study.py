@@ -25,7 +25,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "LiteRT fp32 / int8-dynamic / fp16 / int8, with the K-function; (b) dense1, conv3dense1 and MobileNetV2 "
         "at batch 1 and 32 per runtime and precision; (c) the matmul and dense-layer scans by side length. "
         "Stored as one run (xpubench show / report read it). Each cell is measured for at least 20 calls and "
-        "0.5 s, in a worker process of its own; about 15 minutes on 2 cores once the models are trained.",
+        "0.5 s, in a worker process of its own; about 19 minutes on 2 cores the first time (the models train "
+        "then, two at a time), less once they are cached.",
     )
     p.add_argument("study", choices=STUDIES, metavar="STUDY", help="seeds: the source studies of xpubench")
     size = p.add_mutually_exclusive_group()
@@ -136,16 +137,11 @@ def _check_study_run(run: dict, run_id: str) -> dict:
 
 def _say_training(models: list[str], say: Callable[[str], None]) -> None:
     """Name the zoo models that train first (on first use), before anything is measured."""
-    from xpubench.models.training import model_dir
-    from xpubench.models.zoo import lookup
+    from xpubench.models.training import untrained as needs_training
 
-    untrained = []
-    for name in models:
-        found = lookup(name)
-        if found and found[0].task != "none" and not (model_dir(found[0], found[1]) / "meta.json").exists():
-            untrained.append(name)
+    untrained = [name for name in models if needs_training(name)]
     if untrained:
         say(f"not trained yet, trained on first use (once, then cached): {', '.join(untrained)}. At the default "
-            "size on 2 idle cores: mobilenet-v2 a few minutes, resnet50v2 and densenet169 ten minutes or more "
-            "each, the rest seconds; each prints its own estimate when it starts")
+            "size on 2 idle cores: mobilenet-v2 about 2 minutes, resnet50v2 and densenet169 about 5 minutes, "
+            "trained side by side, the rest seconds; each prints its own estimate when it starts")
 

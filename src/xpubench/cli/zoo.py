@@ -46,8 +46,10 @@ def execute(args: argparse.Namespace) -> int:
 def execute_train(args: argparse.Namespace) -> int:
     import json
 
-    from xpubench.models.training import ensure_trained
+    from xpubench.models.training import ensure_trained, train_with_onednn
     from xpubench.models.zoo import FAMILIES, ZOO
+
+    train_with_onednn()  # this process only trains
 
     if args.epochs is not None and args.epochs < 1:
         raise UsageError(f"--epochs must be at least 1, not {args.epochs}")

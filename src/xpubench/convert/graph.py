@@ -225,20 +225,35 @@ class Artifacts:
             return self.sources[kind]
         if kind in self._made:
             return self._made[kind]
-        path: Path | None = None
+        chain = self._chain(kind)
+        for step, reached, path in chain:
+            if not path.exists():
+                source_path = self.sources.get(step.source) or self._made[step.source]
+                self._convert(step, source_path, path, split_kind(reached)[1])
+            self._made[reached] = path
+        return chain[-1][2]
+
+    def made(self, kind: str) -> bool:
+        """Whether the artifact of `kind` is at hand already: getting it converts nothing."""
+        if kind in self.sources or kind in self._made:
+            return True
+        try:
+            return self._chain(kind)[-1][2].exists()
+        except NoConversion:
+            return False
+
+    def _chain(self, kind: str) -> list[tuple[Converter, str, Path]]:
+        """The planned converters to `kind`, each with the kind it reaches and the file that holds it."""
+        chain = []
         calibrated = False
         version = ""
         for step in plan(self.source_kinds, kind):
-            source_path = self.sources.get(step.source) or self._made[step.source]
             reached = kind if step.produces(kind) else step.target
             calibrated = calibrated or step.calibrated
             version = hashlib.sha256(f"{version}{step.version}".encode()).hexdigest()[:6]
             path = self.folder / file_name(reached, version, self._calibration_digest if calibrated else None)
-            if not path.exists():
-                self._convert(step, source_path, path, split_kind(reached)[1])
-            self._made[reached] = path
-        assert path is not None
-        return path
+            chain.append((step, reached, path))
+        return chain
 
     def _convert(self, step: Converter, source: Path, out: Path, precision: str) -> None:
         """Convert into a private folder, then move the result in: a crash leaves no half artifact."""
