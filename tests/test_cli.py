@@ -138,6 +138,8 @@ def test_stopping_a_run_keeps_every_finished_cell(tmp_path, sig, code):
          "--batch", "1,2,4,8,16,32,64,128", "--runs", "10", "--min-time", "1", "--warmup-time", "0",
          "--results", str(results)],  # 16 cells of a second or more: still running when it is stopped
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        # A shell starts background jobs with SIGINT ignored, and a child inherits that: give it Ctrl-C back.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     deadline = time.monotonic() + 300
     stored = 0
