@@ -310,11 +310,12 @@ def test_roofline_of_a_keras_dense_and_conv_model_equals_the_analytic_count(tmp_
 
 
 def test_the_matmul_peak_is_measured_once_and_cached(tmp_path):
-    peak = roofline.peak_gflops(1)
-    assert peak > 0
+    found = roofline.peak(1)
+    peak = found["gflops"]
+    assert peak > 0 and found["under_load"] in (True, False)
     cached = json.loads((roofline_cache()).read_text())
-    assert cached[f"{host.cpu_model()}|threads=1"] == peak
-    assert roofline.peak_gflops(1) == peak  # from the cache: no second probe
+    assert cached[f"{host.cpu_model()}|threads=1"] == found
+    assert roofline.peak(1) == found  # from the cache: no second probe
     path = onnx_model(tmp_path, [__import__("onnx").helper.make_node("MatMul", ["x", "w"], ["y"])],
                       [("x", ["N", 64])], [("y", ["N", 64])], {"w": (64, 64)})
     found = roofline.for_cell(path, 1, per_sample_ms=0.01, threads=1)
@@ -324,6 +325,49 @@ def test_the_matmul_peak_is_measured_once_and_cached(tmp_path):
     assert roofline.for_cell(path, 1, 0.01, device="cuda:0")["peak_fraction"] is None
     broken = roofline.for_cell(tmp_path / "missing.onnx", 1, 0.01)
     assert set(broken) == {"error"} and "\n" not in broken["error"]
+
+
+def test_a_peak_probed_under_load_is_marked_and_probed_again_later(tmp_path, monkeypatch):
+    monkeypatch.setenv("XPUBENCH_CACHE", str(tmp_path))
+    probes = iter([(30.0, 0.45), (25.0, 0.6), (90.0, 0.98)])  # (GFLOP/s, the probe's share of its core)
+    monkeypatch.setattr(roofline, "_measure_peak", lambda threads: next(probes))
+    key = f"{host.cpu_model()}|threads=1"
+
+    def age(seconds):
+        cached = json.loads(roofline_cache().read_text())
+        cached[key]["measured_at"] -= seconds
+        roofline_cache().write_text(json.dumps(cached))
+
+    loaded = roofline.peak(1)
+    assert (loaded["gflops"], loaded["under_load"]) == (30.0, True)
+    assert roofline.peak(1) == loaded  # too soon to probe again
+    age(roofline.REPROBE_AFTER_S + 1)
+    still = roofline.peak(1)  # probed again, under load again: the better figure stays
+    assert (still["gflops"], still["under_load"], still["cpu_share"]) == (30.0, True, 0.6)
+    age(roofline.REPROBE_AFTER_S + 1)
+    quiet = roofline.peak(1)
+    assert (quiet["gflops"], quiet["under_load"]) == (90.0, False)
+    age(10 * roofline.REPROBE_AFTER_S)
+    assert roofline.peak(1) == json.loads(roofline_cache().read_text())[key]  # a quiet peak stays
+    path = onnx_model(tmp_path, [__import__("onnx").helper.make_node("MatMul", ["x", "w"], ["y"])],
+                      [("x", ["N", 64])], [("y", ["N", 64])], {"w": (64, 64)})
+    assert roofline.for_cell(path, 1, per_sample_ms=0.01)["peak_under_load"] is False
+
+
+def test_the_probe_sees_other_processes_taking_its_core():
+    """Two busy loops per CPU leave the probe well under half of its core."""
+    import subprocess
+    import sys
+
+    spinners = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(2 * host.logical_cpus())]
+    try:
+        gflops, share = roofline._measure_peak(1)
+    finally:
+        for spinner in spinners:
+            spinner.kill()
+            spinner.wait()
+    assert gflops > 0
+    assert share < roofline.UNDER_LOAD_SHARE, share
 
 
 def roofline_cache():

@@ -128,7 +128,7 @@ def load_results(path: str | Path = DEFAULT_RESULTS, run_id: str | Sequence[str]
     - energy.k_w_ms (K-function, W*ms), energy.tdp_w, energy.source, energy_mj (per inference:
       the meter's when measured, else K);
     - price.usd_per_million, price.basis, roofline.flops, roofline.gflops, roofline.peak_fraction,
-      scenario_result.verdict: empty where not recorded;
+      roofline.peak_under_load, scenario_result.verdict: empty where not recorded;
     - details: backend-specific details as JSON text.
 
     Fields a record has beyond these follow as further columns, named the same way.

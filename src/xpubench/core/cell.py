@@ -194,7 +194,8 @@ class CellResult:
     scenario_result: dict[str, Any] | None = None
     # $ per million inferences: usd_per_million, basis, device (catalogue entry); None when not in the catalogue
     price: dict[str, Any] | None = None
-    # From the ONNX graph: flops, bytes, intensity, gflops, peak_gflops, peak_fraction (hardware/roofline.py)
+    # From the ONNX graph: flops, bytes, intensity, gflops, peak_gflops, peak_fraction, peak_under_load
+    # (hardware/roofline.py)
     roofline: dict[str, Any] | None = None
 
     def __post_init__(self) -> None:

@@ -71,19 +71,20 @@ COLUMNS: dict[str, str] = {
     "roofline.flops": "floating-point operations per inference, counted from the ONNX graph",
     "roofline.gflops": "achieved GFLOP/s",
     "roofline.peak_fraction": "achieved GFLOP/s / this machine's measured peak",
+    "roofline.peak_under_load": "True when that peak was measured while other work ran (the fraction is too high)",
     "scenario_result.verdict": "the load scenario's verdict (e.g. VALID, bound met)",
     "details": "backend-specific details, JSON text",
 }
 # Any other field a record has (added by later versions) becomes a column too, by the same rule.
 
+BOOL_COLUMNS = ("stable", "emulated", "roofline.peak_under_load")
 FLOAT_COLUMNS = tuple(
-    c for c in COLUMNS
-    if c.startswith(("latency_ms.", "fidelity.m", "energy.k", "energy.t", "price.u", "roofline."))
+    c for c in COLUMNS if c not in BOOL_COLUMNS
+    and c.startswith(("latency_ms.", "fidelity.m", "energy.k", "energy.t", "price.u", "roofline."))
     or c in ("per_sample_ms", "throughput_sps", "duration_s", "first_inference_ms", "accuracy.value",
              "accuracy_delta", "fidelity.top1_agreement", "delegated_fraction", "energy_mj")
 )
 INT_COLUMNS = ("batch_size", "threads", "runs", "model_bytes")
-BOOL_COLUMNS = ("stable", "emulated")
 JSON_FIELDS = ("details", "confusion")  # kept whole, as JSON text: their shape varies
 
 
