@@ -174,6 +174,7 @@ class _PrepareTask:
         TensorFlow and load the model again to convert. A converter that fails or crashes here costs
         nothing: its cell converts for itself and reports why."""
         from xpubench.backends import get_backend
+        from xpubench.convert.graph import split_kind
         from xpubench.sweep import artifact_kind
 
         if self._ahead is None:
@@ -185,7 +186,8 @@ class _PrepareTask:
                 kind, _ = artifact_kind(get_backend(cell.backend), cell, workload)
                 if kind is not None:
                     kinds[kind] = None
-        if kinds and not any(k.startswith("onnx:") for k in kinds) and workload.artifacts.reason("onnx:fp32") is None:
+        # A cell that loads no ONNX graph has its roofline counted on the float32 one (roofline.onnx_graph).
+        if any(split_kind(k)[0] != "onnx" for k in kinds) and workload.artifacts.reason("onnx:fp32") is None:
             kinds["onnx:fp32"] = None
         missing = [k for k in kinds if not workload.artifacts.made(k)]
         if missing:
