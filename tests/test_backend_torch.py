@@ -236,7 +236,8 @@ def test_unsupported_onnx_op_is_named_in_one_line(tmp_path):
     import onnx
     from onnx import TensorProto, helper
 
-    from xpubench.convert.torch import UnsupportedOnnx, onnx_to_pt2
+    from xpubench.convert.onnx2torch import UnsupportedOnnx
+    from xpubench.convert.torch import onnx_to_pt2
 
     graph = helper.make_graph(
         [helper.make_node("Relu", ["x"], ["r"]), helper.make_node("Hardmax", ["r"], ["y"])],
