@@ -49,7 +49,9 @@ def _constant_of_shape_static(node: Node, shape: np.ndarray) -> np.ndarray | Non
 def _constant_of_shape(node: Node, shape: Any) -> Any:
     torch = import_torch()
     fill = _fill_value(node)
-    return torch.full(ints(shape), fill[0].item(), dtype=torch.from_numpy(fill).dtype)
+    return torch.full(
+        ints(shape), fill[0].item(), dtype=torch.from_numpy(np.array(fill)).dtype
+    )  # a writable copy: torch warns on onnx's read-only arrays
 
 
 def _range_static(node: Node, start: np.ndarray, limit: np.ndarray, delta: np.ndarray) -> np.ndarray | None:

@@ -45,9 +45,11 @@ def _conv_transpose(node: Node, x: Any, w: Any, b: Any = None) -> Any:
         totals = [f - t for f, t in zip(full, target, strict=True)]
         if any(t < 0 for t in totals):
             raise UnsupportedOnnx("ConvTranspose with an output_shape larger than its full output is not supported")
-        lower = auto == "SAME_LOWER"
-        begin = [t - t // 2 if lower else t // 2 for t in totals]
-        end = [t // 2 if lower else t - t // 2 for t in totals]
+        # Only SAME_UPPER puts the smaller half first; SAME_LOWER and an output_shape without auto_pad put the
+        # larger half first (the ONNX spec, and what ONNX Runtime computes).
+        upper = auto == "SAME_UPPER"
+        begin = [t // 2 if upper else t - t // 2 for t in totals]
+        end = [t - t // 2 if upper else t // 2 for t in totals]
     elif auto == "VALID":
         begin, end = [0] * n, [0] * n
     else:

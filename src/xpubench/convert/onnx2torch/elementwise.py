@@ -11,8 +11,12 @@ from xpubench.convert.onnx2torch.values import ONNX_TO_NUMPY, import_torch, torc
 
 
 def _np_div(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    if a.dtype.kind in "iuO" and b.dtype.kind in "iuO":
-        return a // b
+    if a.dtype == object or b.dtype == object:
+        return a // b  # symbolic sizes: non-negative, so floor and truncation agree, and no guard on a SymInt's sign
+    if a.dtype.kind in "iu" and b.dtype.kind in "iu":
+        # ONNX integer division truncates toward zero (as torch's trunc mode does); numpy's // floors.
+        quotient = np.abs(a) // np.abs(b)
+        return np.where((a < 0) != (b < 0), -quotient, quotient).astype(np.result_type(a, b))
     return a / b
 
 

@@ -37,7 +37,9 @@ def _gather_elements(node: Node, data: Any, indices: Any) -> Any:
 
 def _slices(node: Node, rank: int, starts: Any, ends: Any, axes: Any, steps: Any) -> list[tuple[int, int, int, int]]:
     if node.opset < 10 and starts is None:
-        starts, ends, axes = node.get("starts"), node.get("ends"), node.get("axes")
+        starts, ends, axes = (
+            np.asarray(v) if v is not None else None for v in map(node.get, ("starts", "ends", "axes"))
+        )
     start_list, end_list = ints(starts), ints(ends)
     axis_list = ints(axes) if axes is not None and len(ints(axes)) else list(range(len(start_list)))
     step_list = ints(steps) if steps is not None and len(ints(steps)) else [1] * len(start_list)
