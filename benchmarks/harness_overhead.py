@@ -15,7 +15,8 @@ import numpy as np
 from xpubench.core.cell import Cell
 from xpubench.core.measure import MeasureConfig
 from xpubench.models import resolve
-from xpubench.sweep import input_pool, measure_cell
+from xpubench.run.cell_runner import input_pool, measure_cell
+from xpubench.run.matrix import CellSettings
 
 ROUNDS = 5
 SECONDS = 2.0
@@ -76,7 +77,7 @@ def main() -> int:
         call = plain(workload.artifact(kind), inputs)
         ours, theirs = [], []
         for _ in range(ROUNDS):
-            result = measure_cell(Cell("dense1", backend, batch_size=1, threads=1), workload, config, None)
+            result = measure_cell(Cell("dense1", backend, batch_size=1, threads=1), workload, CellSettings(config))
             ours.append(result.latency.median)
             theirs.append(plain_median_ms(call))
         a, b = statistics.median(ours), statistics.median(theirs)

@@ -107,7 +107,7 @@ def test_a_users_onnx_file_runs_on_random_inputs(relu_onnx, tmp_path):
         (["run", "dense1", "--batch", "0"], "give positive integers"),
         (["run", "dense1", "--frobnicate"], "unrecognized arguments"),
         (["run", "missing.onnx"], "no such model file"),
-        (["run", "dense1", "--runs", "0"], "--runs must be at least 1"),
+        (["run", "dense1", "--runs", "0"], "--runs: at least 1 timed call is needed"),
         (["show", "--results", "/nonexistent/xpubench"], "no results in"),
     ],
 )

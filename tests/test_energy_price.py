@@ -216,10 +216,12 @@ def test_measured_energy_subtracts_idle_power_per_inference(tmp_path):
         (zone / "energy_uj").write_text("31000000\n")  # 30 J over the window
     reading.seconds = 2.0  # the window as if it had lasted 2 s: 15 W
     samples = np.full(100, 1_000_000, dtype=np.int64)  # 100 calls of 1 ms, batch 2
-    measured = Energy.measured(reading, 5.0, samples, batch_size=2, tdp_w=15.0)
+    measured = Energy.measured(reading, 5.0, samples, batch_size=2, tdp_w=15.0, per_sample_ms=0.5)
     # (15 W - 5 W idle) x 0.1 s busy / 200 inferences
     assert measured.joules_per_inference == pytest.approx(0.005)
-    assert measured.k_w_ms == pytest.approx(5.0) and measured.source == "rapl:package-0"
+    assert measured.source == "rapl:package-0"
+    # The K-function stays TDP x time per inference beside the measurement, never the measured energy.
+    assert measured.k_w_ms == pytest.approx(15.0 * 0.5)
     record = measured.as_dict()
     assert record["power_w"] == pytest.approx(15.0) and record["idle_w"] == 5.0
     # Idle power is measured once per meter and kept.
@@ -453,7 +455,8 @@ def test_measure_cell_records_the_meter_the_price_and_the_roofline(tmp_path, mon
 
     from xpubench.core.measure import MeasureConfig
     from xpubench.models import resolve
-    from xpubench.sweep import measure_cell
+    from xpubench.run.cell_runner import measure_cell
+    from xpubench.run.matrix import CellSettings
 
     path = onnx_model(tmp_path, [helper.make_node("MatMul", ["x", "w"], ["y"])], [("x", ["N", 32])],
                       [("y", ["N", 16])], {"w": (32, 16)})
@@ -461,7 +464,7 @@ def test_measure_cell_records_the_meter_the_price_and_the_roofline(tmp_path, mon
     config = MeasureConfig(warmup_runs=2, warmup_time_s=0, min_runs=30, min_time_s=0)
     cell = Cell(path.name, "onnxruntime", batch_size=4)
     # As on this machine: the meter or the model, named either way.
-    record = measure_cell(cell, workload, config, 15.0).as_dict()
+    record = measure_cell(cell, workload, CellSettings(config, 15.0)).as_dict()
     assert record["status"] == "ok", record["reason"]
     meter = energy.meter_for("cpu")
     assert record["energy"]["source"] == (meter.source if meter else "modelled")
@@ -480,7 +483,7 @@ def test_measure_cell_records_the_meter_the_price_and_the_roofline(tmp_path, mon
     # The meter and the window's clock are read one after the other: over 0.2 s, a stall of a few ms
     # between the two reads (a loaded machine) moves the power by a percent, not to 6 W (idle not
     # subtracted) or 4 W.
-    result = measure_cell(cell, workload, replace(config, min_time_s=0.2), 15.0)
+    result = measure_cell(cell, workload, CellSettings(replace(config, min_time_s=0.2), 15.0))
     measured = result.as_dict()["energy"]
     assert measured["source"] == "test:0" and measured["idle_w"] == 4.0
     assert measured["power_w"] == pytest.approx(10.0, rel=2e-2)
@@ -494,26 +497,25 @@ def test_score_uses_the_models_metric_and_the_delta_against_the_reference(tmp_pa
 
     from xpubench.backends import get_backend
     from xpubench.models import resolve
-    from xpubench.sweep import score
+    from xpubench.run.cell_runner import score
 
     # y = sum of the 8 inputs: a regression whose resolution is 0 against that truth.
     path = onnx_model(tmp_path, [helper.make_node("MatMul", ["x", "w"], ["y"])], [("x", ["N", 8])],
                       [("y", ["N", 1])], {"w": (8, 1)})
-    workload = resolve(str(path), say=lambda _m: None)
     x = np.random.default_rng(0).uniform(1, 2, (50, 8)).astype(np.float32)
-    workload.x_eval, workload.y_eval, workload.metric = x, x.sum(axis=1), "resolution"
     noisy = x.sum(axis=1, keepdims=True) * np.random.default_rng(1).uniform(0.8, 1.2, (50, 1))
-    workload.reference = ([noisy.astype(np.float32)], "a noisier reference")
+    workload = replace(resolve(str(path), say=lambda _m: None), x_eval=x, y_eval=x.sum(axis=1), metric="resolution",
+                       reference=([noisy.astype(np.float32)], "a noisier reference"))
     backend = get_backend("onnxruntime")(path)
     try:
         found = score(backend, workload, 8)
         assert found["accuracy_metric"] == "resolution" and found["accuracy_value"] == pytest.approx(0, abs=1e-6)
         # Lower is better for resolution: this model beats its reference, so the delta is negative.
         assert found["accuracy_delta"] < -0.05
-        workload.metric, workload.y_eval = "auc", (x[:, 0] > 1.5).astype(np.int64)
+        workload = replace(workload, metric="auc", y_eval=(x[:, 0] > 1.5).astype(np.int64))
         found = score(backend, workload, 8)
         assert found["accuracy_metric"] == "auc" and 0.5 < found["accuracy_value"] <= 1
-        workload.y_eval = np.zeros(50, np.int64)  # one class: no AUC, and no failed cell
+        workload = replace(workload, y_eval=np.zeros(50, np.int64))  # one class: no AUC, and no failed cell
         assert "accuracy_value" not in score(backend, workload, 8)
     finally:
         backend.close()

@@ -1,14 +1,17 @@
 """Load scenarios on real zoo models with ONNX Runtime: MLPerf LoadGen, open-loop server, batch sweep, offline."""
 
 import json
+from dataclasses import replace
 
 import pytest
 
 from tests.conftest import run_cli
-from xpubench.core.cell import SCENARIOS, Cell
+from xpubench.core.cell import Cell
+from xpubench.core.errors import InvalidSetting
 from xpubench.core.measure import MeasureConfig
-from xpubench.scenarios import REGISTRY, SELF_BATCHING, ScenarioConfig, check_scenarios
-from xpubench.sweep import Matrix, measure_cell
+from xpubench.run.cell_runner import measure_cell
+from xpubench.run.matrix import CellSettings, Matrix
+from xpubench.scenarios import REGISTRY, SCENARIOS, SELF_BATCHING, ScenarioConfig, check_scenarios
 
 QUICK = MeasureConfig(warmup_runs=2, warmup_time_s=0.05, min_runs=20, min_time_s=0.5, max_time_s=20)
 MLPERF = ("mlperf-singlestream", "mlperf-multistream", "mlperf-server", "mlperf-offline")
@@ -22,14 +25,14 @@ def workloads():
 
     found = {}
     for name in ("dense1", "conv3dense1"):
-        workload = resolve(name, say=lambda _m: None)
-        workload.reference = ()  # fidelity is not what these tests are about
-        found[name] = workload
+        # No reference: fidelity is not what these tests are about.
+        found[name] = replace(resolve(name, say=lambda _m: None), reference=())
     return found
 
 
 def cell_result(workloads, model, scenario, settings=None, config=QUICK):
-    result = measure_cell(Cell(model, "onnxruntime", scenario=scenario), workloads[model], config, 15.0, settings)
+    result = measure_cell(Cell(model, "onnxruntime", scenario=scenario), workloads[model],
+                          CellSettings(config, 15.0, settings or ScenarioConfig()))
     assert result.status == "ok", result.reason
     return result
 
@@ -39,10 +42,12 @@ def test_scenario_names_and_settings_are_checked():
     assert check_scenarios(["server", "offline", "server"]) == ("server", "offline")
     with pytest.raises(ValueError, match="unknown scenario 'closed-loop'"):
         check_scenarios(["closed-loop"])
-    with pytest.raises(ValueError, match="--qps must be a positive"):
+    with pytest.raises(InvalidSetting, match="arrival rate must be a positive") as raised:
         ScenarioConfig(qps=0)
-    with pytest.raises(ValueError, match="--bound-ms must be a positive"):
+    assert raised.value.setting == "qps"
+    with pytest.raises(InvalidSetting, match="latency bound must be a positive") as raised:
         ScenarioConfig(bound_ms=-1)
+    assert raised.value.setting == "bound_ms"
     with pytest.raises(ValueError, match="unknown scenario"):
         Matrix(models=("dense1",), backends=("onnxruntime",), scenarios=("nope",))
 

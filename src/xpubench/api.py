@@ -43,16 +43,14 @@ def benchmark(
     """
     from xpubench.backends import backend_names
     from xpubench.core.measure import MeasureConfig
-    from xpubench.isolation import DEFAULT_CELL_TIMEOUT_S, Workers
+    from xpubench.data.files import DataFile
+    from xpubench.run.limits import DEFAULT_CELL_TIMEOUT_S
+    from xpubench.run.matrix import Matrix
+    from xpubench.run.session import EXIT_INTERRUPTED, Session
     from xpubench.scenarios import DEFAULT_BOUND_MS, ScenarioConfig
-    from xpubench.store import ResultStore
-    from xpubench.store.environment import collect
-    from xpubench.sweep import Matrix, prepare_model, run_matrix, sweep_request
 
     cell_timeout_s = float(measure.pop("cell_timeout_s", DEFAULT_CELL_TIMEOUT_S))
     name = _model_name(model, example_inputs)
-    from xpubench.data.files import DataFile
-
     if data is not None and not isinstance(data, DataFile):
         data = DataFile(Path(data))
     everything = tuple(backends) == ("all",)
@@ -70,23 +68,15 @@ def benchmark(
         scenarios=(scenarios,) if isinstance(scenarios, str) else tuple(scenarios),
         scenario=ScenarioConfig(qps=qps, bound_ms=DEFAULT_BOUND_MS if bound_ms is None else bound_ms),
     )
-    with Workers(cell_timeout_s) as workers:
-        prepare_model(matrix, workers, name)  # a bad model or data file raises here, before the run
-        store = ResultStore(results)
-        try:
-            request = sweep_request(matrix, workers)
-            run_id = store.start_run(collect(list(threads)), command=f"xpubench.benchmark({name!r})", request=request)
-            status = "interrupted"
-            try:
-                run_matrix(matrix, store, run_id, workers=workers)
-                status = "finished"
-            finally:
-                from xpubench.hardware.host import load_average
-
-                store.finish_run(run_id, status, load_average())
-            return store.cells(run_id)
-        finally:
-            store.close()
+    # A bad model or data file raises before the run is stored.
+    with Session.start(results, [matrix], f"xpubench.benchmark({name!r})", cell_timeout_s=cell_timeout_s) as session:
+        ending = session.measure()
+        # Stopped by Ctrl-C or SIGTERM: what is stored stays stored, and the caller stops too.
+        if ending.exit_code == EXIT_INTERRUPTED:
+            raise KeyboardInterrupt
+        if ending.exit_code:
+            raise SystemExit(ending.exit_code)
+        return session.store.cells(ending.run_id)
 
 
 def _model_name(model: Any, example_inputs: Sequence[Any] | None) -> str:

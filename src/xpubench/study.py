@@ -4,16 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from xpubench.core.measure import MeasureConfig
 from xpubench.report.table import num
-from xpubench.sweep import Matrix
-
-if TYPE_CHECKING:
-    from xpubench.isolation import Workers
-    from xpubench.store import ResultStore
-    from xpubench.sweep import SweepEvents
+from xpubench.run.matrix import Matrix
 
 Record = dict[str, Any]
 NOT_RUN = "not run"  # a cell this run's matrix did not hold (--quick measures a few)
@@ -183,37 +178,6 @@ def plan(mode: str = "default", tdp_w: float | None = None) -> Plan:
         matrix(scan_models, (EDGE_TPU[0],), (1,), (EDGE_TPU[2],), (EDGE_TPU[1],)),
     )
     return Plan(mode, lartpc, tuple(edge), scans)
-
-
-def measure(
-    study: Plan, store: ResultStore, run_id: str, workers: Workers, events: SweepEvents | None = None
-) -> None:
-    """Measure the study's cells that `run_id` has not stored yet, matrix by matrix, into that one run."""
-    from xpubench.sweep import SweepEvents, measure_args, run_matrix
-
-    events = events or SweepEvents()
-    total = sum(len(m.cells()) for m in study.matrices)
-    done = store.cell_keys(run_id)
-    offset = 0
-    for matrix in study.matrices:
-        cells = matrix.cells()
-        if all(c.key in done for c in cells):  # resuming: nothing left in this matrix
-            offset += len(cells)
-            continue
-        # Each model is prepared once with the cells of every table, so the cells no backend can run
-        # here (GPU, Edge TPU) are answered at once, without a worker process each; the table's models
-        # are prepared (trained, converted) before any of its cells is measured, two at a time.
-        models = dict.fromkeys(c.model for c in cells if c.key not in done)
-        workers.prepare_many(
-            (model, matrix.data, matrix.shapes, [c for m in study.matrices for c in m.cells() if c.model == model],
-             measure_args(matrix))
-            for model in models
-        )
-        start = offset
-        step = SweepEvents(events.say, lambda i, _n, cell, s=start: events.cell_started(s + i, total, cell),
-                           events.cell_done)
-        run_matrix(matrix, store, run_id, step, workers)
-        offset += len(cells)
 
 
 # ---------------------------------------------------------------------------------------------------------------

@@ -7,9 +7,11 @@ import sys
 import traceback
 from collections.abc import Sequence
 
-from xpubench import __version__
 from xpubench.cli import compare, data, devices, report, run, show, study, zoo
+from xpubench.cli.options import SETTING_FLAGS
+from xpubench.core.errors import InvalidSetting
 from xpubench.errors import UsageError
+from xpubench.version import __version__
 
 COMMANDS = (run, devices, zoo, show, compare, report, data, study)
 EXIT_USAGE = 2
@@ -43,8 +45,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_USAGE
     try:
         return args.execute(args)
-    except UsageError as exc:
+    except (UsageError, InvalidSetting) as exc:
         if args.debug:
             traceback.print_exc()
-        print(f"xpubench {args.command}: error: {exc}", file=sys.stderr)
+        # A library setting out of range is named by the option that sets it.
+        flag = f"{SETTING_FLAGS.get(exc.setting, exc.setting)}: " if isinstance(exc, InvalidSetting) else ""
+        print(f"xpubench {args.command}: error: {flag}{exc}", file=sys.stderr)
         return EXIT_USAGE

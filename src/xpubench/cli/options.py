@@ -54,3 +54,19 @@ def add_results_option(parser: argparse.ArgumentParser) -> None:
         metavar="DIR",
         help=f"results folder holding xpubench.db (default: ./{DEFAULT_RESULTS})",
     )
+
+
+# The option that sets each library setting (xpubench.core.errors.InvalidSetting names the setting).
+SETTING_FLAGS = {
+    "warmup_runs": "--warmup-runs",
+    "warmup_time_s": "--warmup-time",
+    "min_runs": "--runs",
+    "min_time_s": "--min-time",
+    "max_time_s": "--max-time",
+    "ci_target": "--ci-target",
+    "qps": "--qps",
+    "bound_ms": "--bound-ms",
+    "cell_timeout_s": "--cell-timeout",
+    "pin": "--pin",
+    "tdp_w": "--tdp",
+}

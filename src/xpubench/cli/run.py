@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import json
 import shlex
-import signal
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -18,16 +17,14 @@ from xpubench.cli.options import (
     shape_option,
 )
 from xpubench.errors import UsageError
+from xpubench.run.limits import DEFAULT_CELL_TIMEOUT_S
 
 if TYPE_CHECKING:
-    from xpubench.isolation import Workers
     from xpubench.report.progress import ProgressBar
-    from xpubench.store import ResultStore
-    from xpubench.sweep import Matrix
+    from xpubench.run.session import Session
 
 DEFAULT_MODELS = ("dense1", "conv3dense1")
 DEFAULT_BACKENDS = ("onnxruntime", "litert")
-DEFAULT_CELL_TIMEOUT_S = 900.0  # as xpubench.isolation's (not imported here: --help stays fast)
 # Options --resume accepts besides RUN_ID: the rest come from the run's stored request.
 RESUME_OPTIONS = frozenset({"resume", "results", "json", "debug", "command", "execute"})
 
@@ -97,26 +94,37 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(execute=execute)
 
 
-class Stopped(BaseException):
-    """SIGTERM arrived: stop like Ctrl-C, keeping what is stored (not an Exception, so no cell's
-    error handling can swallow it)."""
-
-
-def _on_sigterm(signum: int, frame: object) -> None:
-    raise Stopped()
-
-
 def execute(args: argparse.Namespace) -> int:
+    from xpubench.report.progress import ProgressBar
+    from xpubench.run.session import Session
+
+    progress = ProgressBar(sys.stderr)  # the stream now, not the one at import (tests swap it)
+    if args.resume is not None:
+        given = _options_given(args)
+        if args.models or given:
+            dropped = ", ".join([*(["MODEL"] if args.models else []), *given])
+            raise UsageError(f"--resume measures the run's stored request: drop {dropped}")
+        with Session.resume(args.results, args.resume, progress.say) as session:
+            progress.say(f"resuming run {args.resume}: {session.cell_count} cells, results in {session.store.path}")
+            return _measure(args, session, progress)
+    matrix = _matrix(args)
+    pin = _pin(args.pin)
+    command = shlex.join(["xpubench", *sys.argv[1:]])
+    # Users' files are checked first (in a worker), so a bad one fails before anything is stored;
+    # zoo models resolve (and train on first use) inside the sweep, under its progress bar.
+    with Session.start(args.results, [matrix], command, cell_timeout_s=args.cell_timeout, pin=pin,
+                       say=progress.say) as session:
+        progress.say(f"run {session.run_id}: {session.cell_count} cells, results in {session.store.path}")
+        return _measure(args, session, progress)
+
+
+def _matrix(args: argparse.Namespace):  # -> Matrix
     from xpubench.backends import backend_names
     from xpubench.core.measure import MeasureConfig
-    from xpubench.isolation import Workers, parse_cpus
-    from xpubench.report.progress import ProgressBar
-    from xpubench.store import ResultStore
-    from xpubench.store.environment import collect
-    from xpubench.sweep import Matrix, prepare_model, sweep_request
+    from xpubench.models.zoo import expand
+    from xpubench.run.matrix import Matrix
+    from xpubench.scenarios import ScenarioConfig
 
-    if args.resume is not None:
-        return _resume(args)
     backends = args.backend or DEFAULT_BACKENDS
     everything = backends == ("all",)
     if everything:
@@ -125,148 +133,72 @@ def execute(args: argparse.Namespace) -> int:
     if args.tdp is not None and args.tdp <= 0:
         raise UsageError(f"--tdp must be a positive number of watts, got {args.tdp}")
     try:
-        config = MeasureConfig(
-            warmup_runs=args.warmup_runs,
-            warmup_time_s=args.warmup_time,
-            min_runs=args.runs,
-            min_time_s=args.min_time,
-            max_time_s=args.max_time,
-            ci_target=args.ci_target,
+        return Matrix(
+            models=expand(args.models) or DEFAULT_MODELS,
+            backends=backends,
+            batch_sizes=args.batch,
+            threads=args.threads,
+            precisions=args.precision,
+            devices=args.device or (("all",) if everything else None),
+            every_option=everything,
+            measure=MeasureConfig(
+                warmup_runs=args.warmup_runs,
+                warmup_time_s=args.warmup_time,
+                min_runs=args.runs,
+                min_time_s=args.min_time,
+                max_time_s=args.max_time,
+                ci_target=args.ci_target,
+            ),
+            tdp_w=args.tdp,
+            scenarios=args.scenario,
+            scenario=ScenarioConfig(qps=args.qps, bound_ms=args.bound_ms),
+            data=_data_file(args),
+            shapes=tuple(sorted(dict(args.shape).items())),
         )
-        from xpubench.scenarios import ScenarioConfig, check_scenarios
-
-        scenarios = check_scenarios(args.scenario)
-        scenario = ScenarioConfig(qps=args.qps, bound_ms=args.bound_ms)
     except ValueError as exc:
+        if hasattr(exc, "setting"):  # InvalidSetting: the CLI names the option
+            raise
         raise UsageError(str(exc)) from None
-    from xpubench.models.zoo import expand
-
-    models = expand(args.models) or DEFAULT_MODELS
-    data = _data_file(args)
-    matrix = Matrix(
-        models=models,
-        backends=backends,
-        batch_sizes=args.batch,
-        threads=args.threads,
-        precisions=args.precision,
-        devices=args.device or (("all",) if everything else None),
-        every_option=everything,
-        measure=config,
-        tdp_w=args.tdp,
-        scenarios=scenarios,
-        scenario=scenario,
-        data=data,
-        shapes=tuple(sorted(dict(args.shape).items())),
-    )
-    pin = parse_cpus(args.pin) if args.pin is not None else None
-    progress = ProgressBar(sys.stderr)  # the stream now, not the one at import (tests swap it)
-    with Workers(args.cell_timeout, pin, progress.say) as workers:
-        # Users' files are checked now (in a worker), so a bad one fails before anything is measured;
-        # zoo models resolve (and train on first use) inside the sweep, under its progress bar.
-        for model in models:
-            if not _is_zoo(model) or data:
-                prepare_model(matrix, workers, model)
-        store = ResultStore(args.results)
-        environment = collect(list(args.threads))
-        run_id = store.start_run(
-            environment, command=shlex.join(["xpubench", *sys.argv[1:]]), request=sweep_request(matrix, workers)
-        )
-        progress.say(f"run {run_id}: {len(matrix.cells())} cells, results in {store.path}")
-        return _sweep(args, store, run_id, matrix, workers, progress)
 
 
-def _resume(args: argparse.Namespace) -> int:
-    """--resume RUN_ID: the run's stored request again, measuring only the cells it has not stored."""
-    from xpubench.isolation import Workers
-    from xpubench.report.progress import ProgressBar
-    from xpubench.store import ResultStore
-    from xpubench.sweep import matrix_from_json, sweep_request
+def _pin(text: str | None) -> tuple[int, ...] | None:
+    from xpubench.run.pins import parse_cpus
 
-    given = _options_given(args)
-    if args.models or given:
-        dropped = ", ".join([*(["MODEL"] if args.models else []), *given])
-        raise UsageError(f"--resume measures the run's stored request: drop {dropped}")
-    store = ResultStore(args.results, create=False)
-    run = store.run(args.resume)
-    request = run["request"]
-    if request is None:
-        raise UsageError(f"run {args.resume} was stored without its request (by an older xpubench): cannot resume it")
-    if "study" in request:
-        study = request["study"]
-        raise UsageError(f"run {args.resume} is a study; go on with `xpubench study {study} --resume {args.resume}`")
-    _check_not_running(args.resume, run["status"], request)
+    if text is None:
+        return None
     try:
-        matrix = matrix_from_json(request["matrix"])
-    except (TypeError, ValueError) as exc:
-        raise UsageError(f"run {args.resume}'s stored request no longer fits this xpubench: {exc}") from None
-    progress = ProgressBar(sys.stderr)
-    with Workers(request["cell_timeout_s"], request.get("pin"), progress.say, request.get("cwd")) as workers:
-        store.resume_run(args.resume, sweep_request(matrix, workers))
-        progress.say(f"resuming run {args.resume}: {len(matrix.cells())} cells, results in {store.path}")
-        return _sweep(args, store, args.resume, matrix, workers, progress)
+        return parse_cpus(text)
+    except ValueError as exc:
+        raise UsageError(f"--pin {exc}") from None
 
 
-def _sweep(
-    args: argparse.Namespace, store: ResultStore, run_id: str, matrix: Matrix, workers: Workers, progress: ProgressBar
-) -> int:
-    """Run the matrix into run_id; Ctrl-C and SIGTERM stop it with what is stored kept; print the table."""
+def _measure(args: argparse.Namespace, session: Session, progress: ProgressBar) -> int:
+    """Measure the session's cells, then print the table and write --json; Ctrl-C and SIGTERM keep what is stored."""
     from xpubench.report.table import render_text
-    from xpubench.sweep import SweepEvents, run_matrix
+    from xpubench.run.sweep import SweepEvents
 
-    previous = signal.signal(signal.SIGTERM, _on_sigterm)
-    status, code = "finished", 0
-    try:
-        events = SweepEvents(progress.say, progress.cell_started, progress.cell_done)
-        run_matrix(matrix, store, run_id, events, workers)
-    except (KeyboardInterrupt, Stopped) as exc:
-        status = "interrupted"
-        code = 143 if isinstance(exc, Stopped) else 130
-        progress.say(f"\ninterrupted: the cells measured so far are stored in run {run_id}; "
-                     f"`xpubench run --resume {run_id}` measures the rest")
-    finally:
-        signal.signal(signal.SIGTERM, previous)
-        from xpubench.hardware.host import load_average
-
-        store.finish_run(run_id, status, load_average())
-    records = store.cells(run_id)
+    ending = session.measure(SweepEvents(progress.say, progress.cell_started, progress.cell_done))
+    if ending.status == "interrupted":
+        progress.say(f"\ninterrupted: the cells measured so far are stored in run {ending.run_id}; "
+                     f"`xpubench run --resume {ending.run_id}` measures the rest")
+    records = session.store.cells(ending.run_id)
     print(render_text(records))
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps({"run_id": run_id, "cells": records}, indent=2))
-    store.close()
-    return code
+        args.json.write_text(json.dumps({"run_id": ending.run_id, "cells": records}, indent=2))
+    return ending.exit_code
 
 
 def _options_given(args: argparse.Namespace) -> list[str]:
     """The options set to something other than their defaults, as --names."""
-    from xpubench.cli import build_parser
-
-    defaults = vars(build_parser().parse_args(["run"]))
+    parser = argparse.ArgumentParser()
+    add_parser(parser.add_subparsers())
+    defaults = vars(parser.parse_args(["run"]))
     return [
         f"--{name.replace('_', '-')}"
         for name, value in vars(args).items()
         if name not in RESUME_OPTIONS and name in defaults and name != "models" and value != defaults[name]
     ]
-
-
-def _check_not_running(run_id: str, status: str, request: dict) -> None:
-    """Refuse to resume a run whose sweep is still alive (same host, its process still xpubench)."""
-    import os
-    import socket
-
-    from xpubench.sweep import process_start
-
-    pid = request.get("pid")
-    if status != "running" or request.get("host") != socket.gethostname() or not pid or pid == os.getpid():
-        return
-    if request.get("started") is not None and process_start(pid) != request["started"]:
-        return  # gone, or its pid now belongs to another process
-    try:
-        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
-    except OSError:
-        return
-    if b"xpubench" in cmdline:
-        raise UsageError(f"run {run_id} is still running (process {pid}): stop it before resuming")
 
 
 def _data_file(args: argparse.Namespace):  # -> DataFile | None
@@ -279,15 +211,9 @@ def _data_file(args: argparse.Namespace):  # -> DataFile | None
     return DataFile(args.data, x=args.x, y=args.y or "y", y_given=args.y is not None)
 
 
-def _is_zoo(name: str) -> bool:
-    from xpubench.models.zoo import lookup
-
-    return lookup(name) is not None
-
-
 def _check_backends(specs: tuple[str, ...]) -> None:
     from xpubench.backends import backend_names, get_backend
-    from xpubench.sweep import parse_backend
+    from xpubench.run.matrix import parse_backend
 
     known = backend_names(include_hidden=True)
     for spec in specs:

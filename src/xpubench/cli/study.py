@@ -4,16 +4,14 @@ from __future__ import annotations
 
 import argparse
 import shlex
-import signal
-import socket
 import sys
 from collections.abc import Callable
 
 from xpubench.cli.options import add_results_option
 from xpubench.errors import UsageError
+from xpubench.run.limits import DEFAULT_CELL_TIMEOUT_S
 
 STUDIES = ("seeds",)
-DEFAULT_CELL_TIMEOUT_S = 600.0
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -59,73 +57,44 @@ def execute(args: argparse.Namespace) -> int:
         return 0
     if args.tdp is not None and not args.tdp > 0:
         raise UsageError(f"--tdp must be a positive number of watts, got {args.tdp:g}")
-    if not args.cell_timeout > 0:
-        raise UsageError(f"--cell-timeout must be a positive number of seconds, got {args.cell_timeout:g}")
     return _measure(args)
 
 
 def _measure(args: argparse.Namespace) -> int:
     import time
 
-    from xpubench.cli.run import Stopped, _on_sigterm
-    from xpubench.hardware.host import load_average
-    from xpubench.isolation import Workers
     from xpubench.report.progress import ProgressBar
-    from xpubench.store import ResultStore
-    from xpubench.store.environment import collect
+    from xpubench.run.session import Session
+    from xpubench.run.sweep import SweepEvents
     from xpubench.study import plan, render, tables
-    from xpubench.sweep import SweepEvents, matrix_to_json
 
-    store = ResultStore(args.results)
     progress = ProgressBar(sys.stderr)
+    started = time.monotonic()
     if args.resume is not None:
-        run = store.run(args.resume)
-        request = _check_study_run(run, args.resume)
         if args.full or args.quick or args.tdp is not None:
             raise UsageError("--resume measures the run's stored request: drop --full, --quick and --tdp")
-        study = plan(request["mode"], request.get("tdp_w"))
-        run_id = args.resume
+        session = Session.resume(args.results, args.resume, progress.say, study=args.study)
     else:
         mode = "full" if args.full else "quick" if args.quick else "default"
         study = plan(mode, args.tdp)
-        run_id = None
-    _say_training(study.models(), progress.say)
-    started = time.monotonic()
-    with Workers(args.cell_timeout, None, progress.say) as workers:
-        request = {
-            "study": args.study,
-            "mode": study.mode,
-            "tdp_w": study.matrices[0].tdp_w,
-            "matrices": [matrix_to_json(m) for m in study.matrices],
-            "cell_timeout_s": workers.timeout_s,
-            "cwd": str(workers.cwd),
-            "host": socket.gethostname(),
-        }
-        if run_id is None:
-            command = shlex.join(["xpubench", *sys.argv[1:]]) if sys.argv[1:2] == ["study"] else "xpubench study"
-            run_id = store.start_run(collect([1]), command=command, request=request)
-        else:
-            store.resume_run(run_id, request)
-        count = sum(len(m.cells()) for m in study.matrices)
-        progress.say(f"study {args.study} ({study.mode}): run {run_id}, {count} cells, results in {store.path}")
-        previous = signal.signal(signal.SIGTERM, _on_sigterm)
-        status, code = "finished", 0
-        try:
-            from xpubench.study import measure
-
-            measure(study, store, run_id, workers, SweepEvents(progress.say, progress.cell_started, progress.cell_done))
-        except (KeyboardInterrupt, Stopped) as exc:
-            status, code = "interrupted", 143 if isinstance(exc, Stopped) else 130
-            progress.say(f"\ninterrupted: the cells measured so far are stored in run {run_id}; "
-                         f"`xpubench study {args.study} --resume {run_id}` measures the rest")
-        finally:
-            signal.signal(signal.SIGTERM, previous)
-            store.finish_run(run_id, status, load_average())
-    print(render(tables(store.cells(run_id), study)))
-    print(f"\nrun {run_id} ({status}, {time.monotonic() - started:.0f} s): xpubench show {run_id} / "
-          f"xpubench report {run_id} read it; xpubench study {args.study} --show {run_id} prints these tables")
-    store.close()
-    return code
+        command = shlex.join(["xpubench", *sys.argv[1:]]) if sys.argv[1:2] == ["study"] else "xpubench study"
+        _say_training(study.models(), progress.say)
+        session = Session.start(args.results, study.matrices, command, cell_timeout_s=args.cell_timeout,
+                                say=progress.say, extra={"study": args.study, "mode": mode, "tdp_w": args.tdp})
+    with session as running:
+        request = running.store.run(running.run_id)["request"]
+        study = plan(request["mode"], request.get("tdp_w"))
+        progress.say(f"study {args.study} ({study.mode}): run {running.run_id}, {running.cell_count} cells, "
+                     f"results in {running.store.path}")
+        ending = running.measure(SweepEvents(progress.say, progress.cell_started, progress.cell_done))
+        if ending.status == "interrupted":
+            progress.say(f"\ninterrupted: the cells measured so far are stored in run {ending.run_id}; "
+                         f"`xpubench study {args.study} --resume {ending.run_id}` measures the rest")
+        print(render(tables(running.store.cells(ending.run_id), study)))
+    print(f"\nrun {ending.run_id} ({ending.status}, {time.monotonic() - started:.0f} s): xpubench show "
+          f"{ending.run_id} / xpubench report {ending.run_id} read it; xpubench study {args.study} --show "
+          f"{ending.run_id} prints these tables")
+    return ending.exit_code
 
 
 def _check_study_run(run: dict, run_id: str) -> dict:

@@ -5,21 +5,11 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from xpubench.core import metrics
 from xpubench.core.measure import Samples, Stability
 from xpubench.core.stats import LatencyStats
 
 STATUSES = ("ok", "unavailable", "failed")
-# How load is applied; xpubench.scenarios runs each (its registry names the same ones).
-SCENARIOS = (
-    "single-stream",
-    "batch-sweep",
-    "offline",
-    "server",
-    "mlperf-singlestream",
-    "mlperf-multistream",
-    "mlperf-server",
-    "mlperf-offline",
-)
 TIMING_MODES = ("end-to-end", "compute")
 
 
@@ -42,8 +32,6 @@ class Cell:
             raise ValueError(f"batch size must be >= 1, got {self.batch_size}")
         if self.threads < 1:
             raise ValueError(f"threads must be >= 1, got {self.threads}")
-        if self.scenario not in SCENARIOS:
-            raise ValueError(f"unknown scenario {self.scenario!r}: choose from {', '.join(SCENARIOS)}")
         if self.timing not in TIMING_MODES:
             raise ValueError(f"unknown timing mode {self.timing!r}: choose from {', '.join(TIMING_MODES)}")
 
@@ -74,13 +62,13 @@ class Cell:
 
 @dataclass(frozen=True)
 class Energy:
-    """Energy per inference in W*ms (= mJ). Modelled: the K-function, TDP x time per inference.
-    Measured (source names the meter, e.g. "rapl:package-0", "nvml:0"): the meter's mean power
-    over the timed loop minus the idle power, x busy time per inference."""
+    """The K-function, TDP x time per inference in W*ms (always that, where the TDP is known), and where a
+    meter was read (source names it, e.g. "rapl:package-0", "nvml:0") the measured energy per inference:
+    the meter's mean power over the timed loop minus the idle power, x busy time per inference."""
 
     k_w_ms: float | None
     tdp_w: float | None
-    source: str  # "modelled" (TDP x time), a meter's name, or "unknown"
+    source: str  # "modelled" (only the K-function), a meter's name, or "unknown"
     # Measured only (None when modelled):
     joules_per_inference: float | None = None
     power_w: float | None = None  # the meter's mean power over the timed loop
@@ -88,9 +76,8 @@ class Energy:
 
     @classmethod
     def modelled(cls, tdp_w: float | None, per_sample_ms: float | None) -> Energy:
-        if tdp_w is None or per_sample_ms is None:
-            return cls(k_w_ms=None, tdp_w=tdp_w, source="unknown")
-        return cls(k_w_ms=tdp_w * per_sample_ms, tdp_w=tdp_w, source="modelled")
+        k = metrics.k_function_w_ms(tdp_w, per_sample_ms)
+        return cls(k_w_ms=k, tdp_w=tdp_w, source="unknown" if k is None else "modelled")
 
     @classmethod
     def measured(
@@ -101,24 +88,20 @@ class Energy:
         batch_size: int,
         tdp_w: float | None = None,
         throughput_sps: float | None = None,
+        per_sample_ms: float | None = None,
     ) -> Energy:
         """From a meter's Reading (source, joules, seconds) over the timed loop of `samples` (Samples or
-        the raw call times in ns, of `batch_size` samples each). Net power below idle (noise of other
-        load) counts as zero. Net power x busy time per inference; where the scenario measured its own
-        throughput (offline, server, MLPerf: its samples are latencies, not busy time) net power /
-        throughput, the energy per inference at the load it ran."""
+        the raw call times in ns, of `batch_size` samples each); metrics.energy_per_inference_j defines
+        the figure. The K-function stays TDP x `per_sample_ms`."""
         import numpy as np
 
         samples_ns = np.asarray(getattr(samples, "samples_ns", samples))
-        inferences = samples_ns.size * batch_size
         power = reading.joules / reading.seconds if reading.seconds > 0 else 0.0
-        net_w = max(power - (idle_w or 0.0), 0.0)
-        if throughput_sps:
-            joules: float | None = net_w / throughput_sps
-        else:
-            joules = net_w * float(samples_ns.sum()) / 1e9 / inferences if inferences else None
+        joules = metrics.energy_per_inference_j(
+            power, idle_w, float(samples_ns.sum()) / 1e9, samples_ns.size * batch_size, throughput_sps
+        )
         return cls(
-            k_w_ms=joules * 1e3 if joules is not None else None,
+            k_w_ms=metrics.k_function_w_ms(tdp_w, per_sample_ms),
             tdp_w=tdp_w,
             source=reading.source,
             joules_per_inference=joules,
@@ -220,10 +203,10 @@ class CellResult:
         latency = LatencyStats.from_samples_ns(samples.samples_ns)
         # A scenario that picks its own batch passes it (`batch`) and may measure throughput its own way.
         batch = batch or cell.batch_size
-        per_sample_ms = latency.median / batch
-        busy_s = float(samples.samples_ns.sum()) / 1e9
-        throughput = batch * samples.samples_ns.size / busy_s if busy_s > 0 else None
-        throughput = throughput_sps if throughput_sps is not None else throughput
+        per_sample_ms = metrics.time_per_inference_ms(latency.median, batch)
+        throughput = throughput_sps if throughput_sps is not None else metrics.busy_throughput_sps(
+            samples.samples_ns, batch
+        )
         return cls(
             cell=cell,
             status="ok",

@@ -11,6 +11,8 @@ from typing import Any
 
 import numpy as np
 
+from xpubench.core import metrics
+from xpubench.core.errors import InvalidSetting
 from xpubench.core.stats import median_ci_halfwidth
 
 
@@ -28,20 +30,28 @@ class MeasureConfig:
     ci_target: float | None = None
 
     def __post_init__(self) -> None:
-        if self.warmup_runs < 0 or self.warmup_time_s < 0:
-            raise ValueError("warm-up runs and time must be >= 0")
+        if self.warmup_runs < 0:
+            raise InvalidSetting("warmup_runs", f"the warm-up calls cannot be negative, got {self.warmup_runs}")
+        if self.warmup_time_s < 0:
+            raise InvalidSetting("warmup_time_s", f"the warm-up time cannot be negative, got {self.warmup_time_s:g} s")
         if self.min_runs < 1:
-            raise ValueError(f"--runs must be at least 1, got {self.min_runs}")
+            raise InvalidSetting("min_runs", f"at least 1 timed call is needed, got {self.min_runs}")
         if self.min_time_s < 0:
-            raise ValueError(f"--min-time must be >= 0, got {self.min_time_s}")
+            raise InvalidSetting("min_time_s", f"the minimum time cannot be negative, got {self.min_time_s:g} s")
         if self.max_time_s <= 0 or self.max_time_s < self.min_time_s:
-            raise ValueError(
-                f"--max-time ({self.max_time_s}) must be positive and at least --min-time ({self.min_time_s})"
+            raise InvalidSetting(
+                "max_time_s",
+                f"the maximum time ({self.max_time_s:g} s) must be positive and at least the minimum time "
+                f"({self.min_time_s:g} s)",
             )
         if self.max_runs is not None and self.max_runs < self.min_runs:
-            raise ValueError(f"max runs ({self.max_runs}) must be at least --runs ({self.min_runs})")
+            raise InvalidSetting(
+                "max_runs", f"the most calls ({self.max_runs}) must be at least the fewest ({self.min_runs})"
+            )
         if self.ci_target is not None and not 0 < self.ci_target < 1:
-            raise ValueError(f"--ci-target is a fraction such as 0.01, got {self.ci_target}")
+            raise InvalidSetting(
+                "ci_target", f"the interval target is a fraction of the median such as 0.01, got {self.ci_target:g}"
+            )
 
 
 @dataclass(frozen=True)
@@ -154,15 +164,11 @@ def stability(samples_ns: np.ndarray, load_before: float | None, load_after: flo
     warnings: list[str] = []
     x = np.asarray(samples_ns, dtype=np.float64)
     if x.size >= 2 * WINDOWS:
-        medians = [float(np.median(w)) for w in np.array_split(x, WINDOWS)]
-        low, high = min(medians), max(medians)
-        if low > 0 and (high - low) / low > DRIFT_LIMIT:
-            warnings.append(
-                f"window medians drift by {(high - low) / low:.0%} (> {DRIFT_LIMIT:.0%}) across {WINDOWS} windows"
-            )
+        drift = metrics.relative_spread(np.array([np.median(w) for w in np.array_split(x, WINDOWS)]))
+        if drift > DRIFT_LIMIT:
+            warnings.append(f"window medians drift by {drift:.0%} (> {DRIFT_LIMIT:.0%}) across {WINDOWS} windows")
     if x.size > 1:
-        mean = float(x.mean())
-        cv = float(x.std(ddof=1)) / mean if mean > 0 else 0.0
+        cv = metrics.coefficient_of_variation(x)
         if cv >= SPREAD_LIMIT:
             warnings.append(f"stdev is {cv:.0%} of the mean (>= {SPREAD_LIMIT:.0%})")
     if load_before is not None and load_after is not None and load_after - load_before > LOAD_RISE_LIMIT:

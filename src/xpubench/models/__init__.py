@@ -15,7 +15,7 @@ import numpy as np
 from xpubench.convert.graph import Artifacts
 from xpubench.errors import UsageError
 from xpubench.models.zoo import FAMILIES, ZOO, lookup
-from xpubench.paths import cache_dir
+from xpubench.paths import cache_dir, content_digest
 
 if TYPE_CHECKING:
     from xpubench.backends.base import TensorSpec
@@ -36,9 +36,11 @@ RANDOM_SAMPLES = 64  # inputs drawn from the signature when the user gave no dat
 INPUT_SEED = 20210412
 
 
-@dataclass
+@dataclass(frozen=True)
 class Workload:
-    """A model ready to benchmark: its artifacts, and the data to feed, score and calibrate it."""
+    """A model ready to benchmark: its artifacts, and the data to feed, score and calibrate it. Immutable:
+    a variant (with its reference, or other data) is made with dataclasses.replace; only the input specs
+    and the random inputs are filled in once, on first use, as a cache."""
 
     name: str
     artifacts: Artifacts
@@ -49,7 +51,7 @@ class Workload:
     x_calibration: np.ndarray | None = None
     reference_accuracy: float | None = None  # the unconverted model's score on the same split
     shapes: Mapping[str, tuple[int, ...]] = field(default_factory=dict)  # --shape: one sample, per input
-    # The float32 reference's outputs on fidelity_inputs() and their source; set by the sweep
+    # The float32 reference's outputs on fidelity_inputs() and their source, attached by the sweep
     # (an empty tuple when the reference runtime could not give them).
     reference: tuple[list[np.ndarray], str] | tuple[()] | None = field(default=None, repr=False)
     _specs: list[TensorSpec] | None = field(default=None, repr=False)
@@ -74,7 +76,7 @@ class Workload:
 
             backend = get_backend(REFERENCE_BACKEND[self.source_format])(self.artifacts.sources[self.source_kind])
             try:
-                self._specs = [apply_shape(spec, self.shapes) for spec in backend.inputs]
+                object.__setattr__(self, "_specs", [apply_shape(spec, self.shapes) for spec in backend.inputs])
             finally:
                 backend.close()
         return self._specs
@@ -84,7 +86,7 @@ class Workload:
         if self.x_eval is not None:
             return [self.x_eval]
         if self._random is None:
-            self._random = random_inputs(self.input_specs, RANDOM_SAMPLES, INPUT_SEED)
+            object.__setattr__(self, "_random", random_inputs(self.input_specs, RANDOM_SAMPLES, INPUT_SEED))
         return self._random
 
     def calibration(self) -> list[np.ndarray]:
@@ -160,7 +162,7 @@ def resolve(
         else:
             workload = _user_workload(path, shapes)
     if data is not None:
-        _attach_data(workload, data)
+        workload = _with_data(workload, data)
     return workload
 
 
@@ -174,26 +176,23 @@ def _zoo_workload(name: str, say: Callable[[str], None], shapes: dict) -> Worklo
     entry, size_name = found
     folder = ensure_trained(entry, say, size_name)
     meta = json.loads((folder / "meta.json").read_text())
-    workload = Workload(
-        name=name,
-        artifacts=Artifacts({"keras:fp32": folder / "model.keras"}, folder, shapes),
-        dataset=entry.dataset,
-        metric=entry.metric,
-        reference_accuracy=meta["keras_accuracy"],
-        shapes=shapes,
-    )
+    artifacts = Artifacts({"keras:fp32": folder / "model.keras"}, folder, shapes)
+    common = dict(name=name, artifacts=artifacts, dataset=entry.dataset, metric=entry.metric,
+                  reference_accuracy=meta["keras_accuracy"], shapes=shapes)
     if entry.dataset is None:
+        specs = None
         if "input_name" in meta:  # a scan's input, known without opening TensorFlow (its threads are fixed once)
             from xpubench.backends.base import TensorSpec
 
-            spec = TensorSpec(meta["input_name"], (None, *meta["input_shape"]), np.dtype("float32"))
-            workload._specs = [apply_shape(spec, shapes)]
-        workload.artifacts.use_calibration(workload.calibration, f"random:{sorted(shapes.items())}")
+            specs = [apply_shape(TensorSpec(meta["input_name"], (None, *meta["input_shape"]), np.dtype("float32")),
+                                 shapes)]
+        workload = Workload(**common, _specs=specs)
+        artifacts.use_calibration(workload.calibration, f"random:{sorted(shapes.items())}")
         return workload
     split = split_for(entry, size_of(entry, size_name))
-    workload.x_eval, workload.y_eval = np.asarray(split.x_test), np.asarray(split.y_test)
-    workload.x_calibration = split.x_train
-    workload.artifacts.use_calibration(workload.calibration, f"{entry.dataset}:train:{size_name}")
+    workload = Workload(**common, x_eval=np.asarray(split.x_test), y_eval=np.asarray(split.y_test),
+                        x_calibration=split.x_train)
+    artifacts.use_calibration(workload.calibration, f"{entry.dataset}:train:{size_name}")
     return workload
 
 
@@ -201,7 +200,7 @@ def _user_workload(path: Path, shapes: dict) -> Workload:
     fmt = "savedmodel" if path.is_dir() else USER_FORMATS[path.suffix.lower()]
     _check_is_model(path, fmt)
     precision = _tflite_precision(path) if fmt == "tflite" else "fp32"
-    digest = _content_hash(path)
+    digest = content_digest(path)[:16]
     folder = cache_dir() / "artifacts" / f"{path.stem}-{digest}"
     artifacts = Artifacts({f"{fmt}:{precision}": path.resolve()}, folder, shapes)
     workload = Workload(name=path.name, artifacts=artifacts, shapes=shapes)
@@ -209,27 +208,18 @@ def _user_workload(path: Path, shapes: dict) -> Workload:
     return workload
 
 
-def _content_hash(path: Path) -> str:
-    """Of a file, or of every file in a folder (a SavedModel) with its relative name."""
-    h = hashlib.sha256()
-    for file in sorted(path.rglob("*")) if path.is_dir() else [path]:
-        if file.is_file():
-            h.update(str(file.relative_to(path) if path.is_dir() else file.name).encode())
-            h.update(file.read_bytes())
-    return h.hexdigest()[:16]
-
-
-def _attach_data(workload: Workload, data: Path | DataFile) -> None:
+def _with_data(workload: Workload, data: Path | DataFile) -> Workload:
     """--data FILE: `x` feeds accuracy, fidelity and calibration; `y` (optional) scores the outputs:
     top-1 for integer class labels, resolution for numeric targets."""
+    from dataclasses import replace
+
     from xpubench.data.files import load_arrays
 
     x, y = load_arrays(data)
-    workload.x_eval, workload.y_eval, workload.x_calibration = x, y, x
-    workload.dataset = data.name
-    workload.metric = None if y is None else "top1" if y.dtype == np.int64 else "resolution"
-    workload.reference_accuracy = None
+    workload = replace(workload, x_eval=x, y_eval=y, x_calibration=x, dataset=data.name, reference_accuracy=None,
+                       metric=None if y is None else "top1" if y.dtype == np.int64 else "resolution")
     workload.artifacts.use_calibration(workload.calibration, f"data:{hashlib.sha256(x.tobytes()).hexdigest()[:16]}")
+    return workload
 
 
 def _tflite_precision(path: Path) -> str:

@@ -20,7 +20,6 @@ from typing import Any
 
 import numpy as np
 
-from xpubench import __version__
 from xpubench.report.table import (
     BEST_NOTE,
     CELL_COLUMNS,
@@ -38,6 +37,7 @@ from xpubench.report.table import (
 from xpubench.report.table import (
     field as read_field,
 )
+from xpubench.version import __version__
 
 Record = dict[str, Any]
 

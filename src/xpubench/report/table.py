@@ -249,9 +249,3 @@ def render_markdown(records: Sequence[Record]) -> str:
         out += ["", *(f"- {n}" for n in extra)]
     return "\n".join(out)
 
-
-def render_csv(records: Sequence[Record], run: Record | None = None) -> str:
-    """CSV with the columns of `load_results()` (see report/frame.py), one row per cell."""
-    from xpubench.report.frame import frame
-
-    return frame(records, run).to_csv(index=False)

@@ -7,7 +7,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from xpubench.core.cell import SCENARIOS
+from xpubench.core.errors import InvalidSetting
 from xpubench.core.measure import MeasureConfig, Samples
 
 if TYPE_CHECKING:
@@ -31,11 +31,10 @@ REGISTRY: dict[str, str] = {
     "mlperf-server": "mlperf:server",
     "mlperf-offline": "mlperf:offline",
 }
+SCENARIOS = tuple(REGISTRY)
 # Scenarios that choose their own batches (or whose queries are single samples): their cells
 # carry batch size 1 and the batch they ran is in `scenario_result["batch"]`.
 SELF_BATCHING = frozenset(REGISTRY) - {"single-stream"}
-
-assert set(REGISTRY) == set(SCENARIOS), "core.cell.SCENARIOS and the scenario registry must name the same scenarios"
 
 
 @dataclass(frozen=True)
@@ -53,11 +52,13 @@ class ScenarioConfig:
 
     def __post_init__(self) -> None:
         if self.qps is not None and not self.qps > 0:
-            raise ValueError(f"--qps must be a positive arrival rate in queries per second, got {self.qps:g}")
+            raise InvalidSetting("qps", f"the arrival rate must be a positive number of queries per second, "
+                                 f"got {self.qps:g}")
         if not self.bound_ms > 0:
-            raise ValueError(f"--bound-ms must be a positive latency bound in milliseconds, got {self.bound_ms:g}")
+            raise InvalidSetting("bound_ms", f"the latency bound must be a positive number of milliseconds, "
+                                 f"got {self.bound_ms:g}")
         if self.max_batch < 1:
-            raise ValueError(f"the largest batch of a sweep must be >= 1, got {self.max_batch}")
+            raise InvalidSetting("max_batch", f"the largest batch of a sweep must be >= 1, got {self.max_batch}")
 
 
 def check_scenarios(names: Sequence[str]) -> tuple[str, ...]:
@@ -124,8 +125,9 @@ def summary(result: dict[str, Any] | None) -> str:
 
 def unavailable_reason(scenario: str) -> str | None:
     """None when the scenario can run in this environment; otherwise one line saying why not."""
-    import importlib.util
-
-    if scenario.startswith("mlperf-") and importlib.util.find_spec("mlperf_loadgen") is None:
-        return "MLPerf LoadGen is not installed (pip install mlcommons-loadgen)"
+    if scenario.startswith("mlperf-"):
+        try:  # imported, not only found: a broken or blocked install counts as missing
+            importlib.import_module("mlperf_loadgen")
+        except ImportError as exc:
+            return f"MLPerf LoadGen cannot be imported ({exc}): pip install mlcommons-loadgen"
     return None

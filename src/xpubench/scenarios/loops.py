@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from xpubench.core import metrics
 from xpubench.core.measure import MeasureConfig, Samples, measure
 from xpubench.scenarios import Outcome, ScenarioRun
 
@@ -20,8 +21,7 @@ class Point:
 
     @property
     def throughput_sps(self) -> float:
-        busy_s = float(self.samples.samples_ns.sum()) / 1e9
-        return self.batch * self.samples.samples_ns.size / busy_s if busy_s > 0 else 0.0
+        return metrics.busy_throughput_sps(self.samples.samples_ns, self.batch) or 0.0
 
     def as_dict(self) -> dict[str, Any]:
         import numpy as np
@@ -31,7 +31,7 @@ class Point:
             "batch": self.batch,
             "throughput_sps": self.throughput_sps,
             "median_ms": median_ms,
-            "per_sample_ms": median_ms / self.batch,
+            "per_sample_ms": metrics.time_per_inference_ms(median_ms, self.batch),
             "runs": int(self.samples.samples_ns.size),
         }
 

@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 
+from xpubench.core import metrics
 from xpubench.core.measure import MeasureConfig, Samples, measure
 from xpubench.scenarios import Outcome, ScenarioRun
 from xpubench.scenarios.loops import step_config, sweep
@@ -140,7 +141,7 @@ def _run(run: ScenarioRun, scenario: str) -> Outcome:
         # duration x this many samples, so a guess too high only lengthens the run, too low ends it
         # INVALID before the minimum duration; a busy machine makes the probe low, hence the margin.
         probe = sut.probe(batch, probe_config, answers=True)
-        throughput = OFFLINE_MARGIN * batch * probe.samples_ns.size / (float(probe.samples_ns.sum()) / 1e9)
+        throughput = OFFLINE_MARGIN * (metrics.busy_throughput_sps(probe.samples_ns, batch) or 0.0)
         test.offline_expected_qps = applied["offline_expected_qps"] = float(throughput)
     else:
         qps, source = settings.qps, "given"

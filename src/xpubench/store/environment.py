@@ -8,8 +8,8 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
-from xpubench import __version__
 from xpubench.hardware import host
+from xpubench.version import __version__
 
 # Versions recorded with every run, read from package metadata (nothing is imported).
 RECORDED_PACKAGES = ("numpy", "onnx", "onnxruntime", "ai-edge-litert", "tensorflow-cpu", "tensorflow", "keras")
@@ -45,6 +45,31 @@ def git_commit() -> str | None:
     return out.stdout.strip() + ("-dirty" if dirty else "")
 
 
+# Environment variables that change what a run measures (thread pools, kernels, visible devices).
+RESULT_VARIABLES = (
+    "OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE",
+    "TF_ENABLE_ONEDNN_OPTS", "CUDA_VISIBLE_DEVICES",
+)
+
+
+def settings() -> dict[str, Any]:
+    """The settings read from the environment that change a run's results or where it finds things: the
+    cache of trained models and artifacts, the hardware catalogue, backends registered by the environment,
+    and the variables that size thread pools or pick kernels."""
+    import os
+
+    from xpubench.backends import EXTRA_ENV
+    from xpubench.hardware.catalogue import user_files
+    from xpubench.paths import cache_dir
+
+    return {
+        "cache": str(cache_dir()),
+        "catalogue": [str(path) for path in user_files()],
+        "extra_backends": os.environ.get(EXTRA_ENV) or None,
+        "variables": {name: os.environ[name] for name in RESULT_VARIABLES if name in os.environ},
+    }
+
+
 def collect(threads: list[int]) -> dict[str, Any]:
     return {
         "cpu_model": host.cpu_model(),
@@ -56,5 +81,6 @@ def collect(threads: list[int]) -> dict[str, Any]:
         "git_commit": git_commit(),
         "packages": package_versions(),
         "threads": threads,
+        "settings": settings(),
         "load_before": host.load_average(),
     }

@@ -1,4 +1,5 @@
-"""Each cell in a worker process of its own: crashes and hangs are failed rows, kill -9 then --resume, --pin."""
+"""The orchestration room: each cell in a worker process of its own (crashes and hangs are failed rows), kill -9
+then --resume, --pin, one session for run / study / benchmark(), one answer to "can this cell run here"."""
 
 from __future__ import annotations
 
@@ -19,10 +20,10 @@ from xpubench.cli import main
 from xpubench.core.measure import MeasureConfig
 from xpubench.data.files import DataFile
 from xpubench.errors import UsageError
-from xpubench.isolation import format_cpus, parse_cpus
+from xpubench.run.matrix import Matrix, matrix_from_json, matrix_to_json
+from xpubench.run.pins import format_cpus, parse_cpus
 from xpubench.store import ResultStore
 from xpubench.store.db import MIGRATIONS
-from xpubench.sweep import Matrix, matrix_from_json, matrix_to_json
 
 ROOT = Path(__file__).resolve().parent.parent
 FAST = ["--runs", "20", "--min-time", "0.05", "--warmup-runs", "2", "--warmup-time", "0"]
@@ -51,7 +52,7 @@ def live_workers(parent: int) -> list[int]:
             args = (entry / "cmdline").read_bytes().split(b"\0")
         except OSError:
             continue
-        if b"xpubench.isolation" in args and str(parent).encode() in args[3:] and alive(int(entry.name)):
+        if b"xpubench.run.worker" in args and str(parent).encode() in args[3:] and alive(int(entry.name)):
             found.append(int(entry.name))
     return found
 
@@ -197,20 +198,22 @@ def test_benchmark_from_python_runs_its_scenarios_in_workers(relu_onnx, tmp_path
         (listed,) = store.runs()
         run = store.run(listed["run_id"])
         assert run["status"] == "finished"
-        assert matrix_from_json(run["request"]["matrix"]).scenarios == ("server",)
-        assert matrix_from_json(run["request"]["matrix"]).scenario.qps == 50
+        (stored,) = run["request"]["matrices"]
+        assert matrix_from_json(stored).scenarios == ("server",) and matrix_from_json(stored).scenario.qps == 50
 
 
 @pytest.mark.slow
 def test_preparing_a_model_converts_what_its_cells_will_load(relu_onnx, tmp_path):
     from xpubench.core.cell import Cell
-    from xpubench.isolation import Workers, load_workload
+    from xpubench.run.launcher import ProcessLauncher
+    from xpubench.run.sweep import Sweep
+    from xpubench.run.tasks import load_workload
 
     wanted = [Cell(str(relu_onnx), "onnxruntime", precision=p) for p in ("int8", "fp16")]
     unknown = Cell(str(relu_onnx), "no-such-backend")  # screened: answered without converting anything
-    with Workers() as workers:
-        prepared = workers.prepare(str(relu_onnx), cells=[*wanted, unknown],
-                                   measure_args=(MeasureConfig(), None))
+    matrix = Matrix(models=(str(relu_onnx),), backends=("onnxruntime",))
+    with ProcessLauncher() as launcher, Sweep(launcher) as sweep:
+        prepared = sweep.prepare(matrix, str(relu_onnx), cells=[*wanted, unknown])
         assert list(prepared.screened) == [unknown.key]
         workload = load_workload(prepared, print)
     # The prepare worker answered, then converted: no cell has run, yet each finds its artifact made.
@@ -220,14 +223,15 @@ def test_preparing_a_model_converts_what_its_cells_will_load(relu_onnx, tmp_path
 
 @pytest.mark.slow
 def test_a_zoo_model_trains_in_a_worker_of_its_own_with_onednn(tmp_path, monkeypatch):
-    from xpubench.isolation import Workers
     from xpubench.models.training import model_dir, untrained
     from xpubench.models.zoo import ZOO
+    from xpubench.run.launcher import ProcessLauncher
+    from xpubench.run.sweep import Sweep
 
     monkeypatch.setenv("XPUBENCH_CACHE", str(tmp_path / "cache"))
     assert untrained("dense1:tiny")
-    with Workers() as workers:
-        prepared = workers.prepare("dense1:tiny")
+    with ProcessLauncher() as launcher, Sweep(launcher) as sweep:
+        prepared = sweep.prepare(Matrix(models=("dense1:tiny",), backends=("onnxruntime",)), "dense1:tiny")
     assert not isinstance(prepared, str), prepared
     meta = json.loads((model_dir(ZOO["dense1"], "tiny") / "meta.json").read_text())
     assert meta["onednn"] is True and not untrained("dense1:tiny")
@@ -241,9 +245,9 @@ def test_cpu_lists_parse_and_print():
         assert parse_cpus("0-1") == parse_cpus("1,0") == (0, 1)
     assert format_cpus([0, 1, 2, 5, 7, 8]) == "0-2,5,7-8"
     for bad in ("x", "3-1", "-1", ""):
-        with pytest.raises(UsageError, match="--pin"):
+        with pytest.raises(ValueError, match="is not a CPU list"):
             parse_cpus(bad)
-    with pytest.raises(UsageError, match="may run on CPUs"):
+    with pytest.raises(ValueError, match="may run on CPUs"):
         parse_cpus(str(max(allowed) + 1000))
 
 
@@ -271,7 +275,7 @@ def test_a_matrix_survives_its_json_round_trip(tmp_path):
     (["--resume", "nosuchrun", "dense1"], "drop MODEL"),
     (["--resume", "nosuchrun", "--batch", "4"], "drop --batch"),
     (["dense1", "--pin", "zero"], "--pin 'zero'"),
-    (["dense1", "--cell-timeout", "0"], "--cell-timeout must be a positive"),
+    (["dense1", "--cell-timeout", "0"], "--cell-timeout: a cell's time limit must be a positive"),
 ])
 def test_bad_resume_pin_and_timeout_are_one_line_and_exit_2(args, expected, tmp_path, capsys):
     ResultStore(tmp_path / "r").close()
@@ -283,8 +287,7 @@ def test_bad_resume_pin_and_timeout_are_one_line_and_exit_2(args, expected, tmp_
 def test_a_run_whose_sweep_is_alive_is_not_resumed():
     import socket
 
-    from xpubench.cli.run import _check_not_running
-    from xpubench.sweep import process_start
+    from xpubench.run.session import _check_not_running, process_start
 
     sweep = subprocess.Popen(
         [sys.executable, "-c", "import time; print('up', flush=True); time.sleep(60)", "xpubench"],
@@ -315,3 +318,28 @@ def test_a_run_stored_before_resume_existed_is_migrated_and_refused(tmp_path, ca
         assert store.run("old")["request"] is None
     assert main(["run", "--resume", "old", "--results", str(tmp_path)]) == 2
     assert "stored without its request" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_an_mlperf_cell_without_loadgen_is_unavailable_and_starts_no_worker(relu_onnx, tmp_path, monkeypatch):
+    blocked = tmp_path / "blocked"
+    blocked.mkdir()
+    (blocked / "mlperf_loadgen.py").write_text("raise ImportError('LoadGen blocked for this test')\n")
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [str(blocked), os.environ.get("PYTHONPATH")])))
+    out = run_cli("run", str(relu_onnx), "--backend", "onnxruntime", "--batch", "1",
+                  "--scenario", "mlperf-singlestream,single-stream", "--json", str(tmp_path / "o.json"),
+                  "--results", str(tmp_path / "r"), *FAST)
+    assert out.returncode == 0, out.stderr
+    cells = {c["scenario"]: c for c in json.loads((tmp_path / "o.json").read_text())["cells"]}
+    mlperf = cells["mlperf-singlestream"]
+    assert mlperf["status"] == "unavailable" and "LoadGen cannot be imported" in mlperf["reason"], mlperf["reason"]
+    assert mlperf["worker"] is None and mlperf["affinity"] is None  # answered by the screening, no worker
+    assert cells["single-stream"]["status"] == "ok" and cells["single-stream"]["worker"]["pid"] > 0
+
+
+def test_run_study_and_benchmark_share_the_one_session():
+    """The three front ends start their runs only through run.session.Session, none through the store."""
+    for module in ("cli/run.py", "cli/study.py", "api.py"):
+        source = (ROOT / "src" / "xpubench" / module).read_text()
+        assert "Session.start(" in source, module
+        assert "start_run(" not in source and "finish_run(" not in source, module

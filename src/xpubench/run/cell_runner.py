@@ -1,0 +1,156 @@
+"""One cell measured inside its worker: open the backend on its artifact, run the cell's scenario, score
+the outputs, and return the CellResult. A runtime's failure is the cell's `failed` row, never a raise."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Sequence
+from dataclasses import replace
+
+import numpy as np
+
+from xpubench.backends import get_backend
+from xpubench.backends.base import Backend
+from xpubench.core.cell import Cell, CellResult, Energy, Fidelity
+from xpubench.core.measure import stability
+from xpubench.errors import one_line
+from xpubench.hardware import catalogue, host
+from xpubench.models import Workload, apply_shape
+from xpubench.run.feasibility import artifact_kind, unavailable
+from xpubench.run.matrix import CellSettings
+from xpubench.scenarios import SELF_BATCHING, Outcome, ScenarioRun, run_scenario
+
+POOL_BATCHES = 64  # distinct input batches the timing loop rotates through
+
+
+def measure_cell(cell: Cell, workload: Workload, settings: CellSettings | None = None) -> CellResult:
+    """One cell, never raising for a runtime's failure: that becomes a `failed` row with its reason.
+
+    The cell's scenario (xpubench.scenarios) decides how load is applied; `settings` holds the
+    matrix's stop rules, TDP and load settings (rate, latency bound).
+    """
+    settings = settings or CellSettings()
+    cannot = unavailable(cell, workload)
+    if cannot is not None:
+        return cannot
+    backend_cls = get_backend(cell.backend)
+    common: dict = {"dataset": workload.dataset, "emulated": backend_cls.emulated}
+    kind, _ = artifact_kind(backend_cls, cell, workload)
+    assert kind is not None  # unavailable() said so otherwise
+    backend: Backend | None = None
+    try:
+        try:
+            artifact = workload.artifact(kind)
+        except Exception as exc:  # a converter's error: the cell fails, the sweep goes on
+            return CellResult.not_measured(cell, "failed", f"converting to {kind}: {one_line(exc)}", **common)
+        common["artifact"] = str(artifact)
+        backend = backend_cls(artifact, device=cell.device, threads=cell.threads, precision=cell.precision,
+                              options=dict(cell.options))
+        common["model_bytes"] = backend.model_bytes()
+        specs = [apply_shape(spec, workload.shapes) for spec in backend.inputs]
+        fixed = specs[0].fixed_batch if specs else None
+        if fixed is not None and fixed != cell.batch_size:
+            why = f"use --batch {fixed}" if cell.scenario not in SELF_BATCHING else f"{cell.scenario} needs batch 1"
+            return CellResult.not_measured(
+                cell, "unavailable", f"the model takes batch size {fixed} only: {why}", **common
+            )
+        return _measure_open(cell, workload, settings, backend, artifact, common)
+    except Exception as exc:  # a runtime's error must not take the sweep down
+        return CellResult.not_measured(cell, "failed", one_line(exc), **common)
+    finally:
+        if backend is not None:
+            backend.close()
+
+
+def _measure_open(
+    cell: Cell, workload: Workload, settings: CellSettings, backend: Backend, artifact, common: dict
+) -> CellResult:
+    """The scenario's run on an open backend, with its energy, price and roofline."""
+    from xpubench.hardware import energy, roofline
+
+    def pool(batch: int) -> list:
+        return [backend.prepare(b) for b in input_pool(workload, batch)]
+
+    run = ScenarioRun(cell, backend, pool, workload.fidelity_inputs, settings.measure, settings.scenario)
+    # The device's energy meter (RAPL, NVML) where one is readable, around the whole scenario run;
+    # idle power first (1 s, once per meter for the sweep). Emulated devices have none.
+    meter = None if common["emulated"] else energy.meter_for(cell.device)
+    idle_w = energy.idle_power(meter)
+    load_before = host.load_average()
+    with meter.measuring() if meter else contextlib.nullcontext() as reading:
+        outcome: Outcome = run_scenario(run)
+    samples = outcome.samples
+    verdict = stability(samples.samples_ns, load_before, host.load_average())
+    common.update(score(backend, workload, outcome.batch))
+    common["delegated_fraction"] = backend.delegated_fraction()
+    common["details"] = {**backend.details(), **common.pop("details", {})}
+    common["scenario_result"] = outcome.result or None
+    tdp_w = settings.tdp_w
+    result = CellResult.from_samples(
+        cell, samples, verdict, tdp_w, batch=outcome.batch, throughput_sps=outcome.throughput_sps, **common
+    )
+    # Server and MLPerf samples are latencies, queueing included: their time per inference is 1 / throughput.
+    open_loop = cell.scenario == "server" or cell.scenario.startswith("mlperf-")
+    rate = result.throughput_sps if open_loop else outcome.throughput_sps
+    if reading is not None:
+        measured = Energy.measured(reading, idle_w, samples, outcome.batch, tdp_w, rate, result.per_sample_ms)
+        result = replace(result, energy=measured)
+    time_ms = 1e3 / rate if open_loop and rate else result.per_sample_ms
+    result = replace(
+        result,
+        price=catalogue.price_for_cell(
+            cell.device, result.per_sample_ms, result.energy.joules_per_inference,
+            throughput_sps=rate if open_loop else None,
+        ),
+        roofline=roofline.for_workload(workload, artifact, outcome.batch, time_ms, cell.threads, cell.device),
+    )
+    if outcome.warnings:
+        result = replace(result, warnings=(*result.warnings, *outcome.warnings))
+    if result.delegated_fraction == 0:
+        result = replace(result, warnings=(*result.warnings, "the delegate ran none of the graph: not accelerated"))
+    return result
+
+
+def input_pool(workload: Workload, batch: int) -> list[list[np.ndarray]]:
+    """Distinct batches of real held-out samples (or of the fixed random draw when there is no data)."""
+    arrays = workload.fidelity_inputs()
+    n = len(arrays[0])
+    count = max(1, min(POOL_BATCHES, n // batch))
+    return [[a[(i * batch + np.arange(batch)) % n] for a in arrays] for i in range(count)]
+
+
+def predict_all(backend: Backend, arrays: Sequence[np.ndarray], batch: int) -> list[np.ndarray]:
+    """Outputs for every sample, in batches of the cell's size (the last one padded, then cut)."""
+    n = len(arrays[0])
+    chunks: list[list[np.ndarray]] = []
+    for start in range(0, n, batch):
+        part = [a[start : start + batch] for a in arrays]
+        real = len(part[0])
+        if real < batch:
+            part = [np.concatenate([p, np.repeat(p[-1:], batch - real, axis=0)]) for p in part]
+        chunks.append([np.asarray(o)[:real] for o in backend.predict(part)])
+    return [np.concatenate(outs) for outs in zip(*chunks, strict=True)]
+
+
+def score(backend: Backend, workload: Workload, batch: int) -> dict:
+    """Accuracy, its difference from the reference's, and fidelity, all on the same inputs."""
+    outputs = predict_all(backend, workload.fidelity_inputs(), batch)
+    found: dict = {}
+    reference = workload.reference or None  # () when it could not be computed
+    if reference is not None:
+        found["fidelity"] = Fidelity.compare(outputs, reference[0], reference[1])
+    if workload.y_eval is not None and workload.metric:
+        from xpubench.models.metrics import confusion, evaluate
+
+        # The model's metric (top1, auc, resolution) on its first output; the delta is this value minus
+        # the reference's, so its good sign is the metric's (HIGHER_IS_BETTER: negative for resolution).
+        try:
+            accuracy = evaluate(workload.metric, outputs[0], workload.y_eval)
+            found.update(accuracy_metric=workload.metric, accuracy_value=accuracy)
+            if workload.metric in ("top1", "auc"):  # class scores: the report draws their confusion matrix
+                found["details"] = {"confusion": confusion(outputs[0], workload.y_eval)}
+            if reference is not None:
+                found["accuracy_delta"] = accuracy - evaluate(workload.metric, reference[0][0], workload.y_eval)
+        except ValueError:  # e.g. AUC on data with a single class: no figure, the cell still stands
+            pass
+    return found

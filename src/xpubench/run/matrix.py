@@ -1,0 +1,171 @@
+"""The matrix of a request (models x backends x ... x scenarios), its cells, and its stored (JSON) form."""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import types
+import typing
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from xpubench.backends import get_backend
+from xpubench.backends.base import Backend
+from xpubench.core.cell import Cell
+from xpubench.core.measure import MeasureConfig
+from xpubench.scenarios import SELF_BATCHING, ScenarioConfig, check_scenarios
+
+if TYPE_CHECKING:
+    from xpubench.data.files import DataFile
+
+
+@dataclass(frozen=True)
+class CellSettings:
+    """What every cell of a matrix is measured with, handed to its worker as one value."""
+
+    measure: MeasureConfig = field(default_factory=MeasureConfig)
+    tdp_w: float | None = None  # the device's TDP for the K-function; None: unknown
+    scenario: ScenarioConfig = field(default_factory=ScenarioConfig)
+
+
+@dataclass(frozen=True)
+class Matrix:
+    """What a sweep measures: models x backends (x their options, devices, precisions) x batches x threads.
+
+    A backend is named alone or with options, `litert:xnnpack=off`. `precisions` and `devices`
+    may be ("all",): each backend's own list. `devices=None` runs each backend where it runs by
+    default (its first device). `every_option` measures every value of a backend's swept options
+    (torch eager and compiled) where the name came without options.
+    """
+
+    models: tuple[str, ...]
+    backends: tuple[str, ...]
+    batch_sizes: tuple[int, ...] = (1, 32)
+    threads: tuple[int, ...] = (1,)
+    precisions: tuple[str, ...] = ("fp32",)
+    devices: tuple[str, ...] | None = None
+    every_option: bool = False
+    measure: MeasureConfig = field(default_factory=MeasureConfig)
+    tdp_w: float | None = None  # overrides the catalogue
+    # Each cell runs under each scenario; those that pick their own batch get one cell at batch 1.
+    scenarios: tuple[str, ...] = ("single-stream",)
+    scenario: ScenarioConfig = field(default_factory=ScenarioConfig)
+    # How every model is resolved (again, in each worker): --data and --shape (input name -> one sample's shape).
+    data: DataFile | Path | None = None
+    shapes: tuple[tuple[str, tuple[int, ...]], ...] = ()
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "scenarios", check_scenarios(self.scenarios))
+
+    def cells(self) -> list[Cell]:
+        cells = []
+        for model, spec in itertools.product(self.models, self.backends):
+            name, given = parse_backend(spec)
+            try:
+                cls = get_backend(name)
+            except KeyError:
+                cls = None  # measured as an unavailable row with the reason
+            for options, device, precision, scenario in itertools.product(
+                self._option_sets(cls, given),
+                self._devices(cls),
+                cls.precisions if cls and self.precisions == ("all",) else self.precisions,
+                self.scenarios,
+            ):
+                batches = (1,) if scenario in SELF_BATCHING else self.batch_sizes
+                for batch, threads in itertools.product(batches, self.threads):
+                    cells.append(Cell(model, name, device, precision, batch, threads, scenario, options=options))
+        return cells
+
+    def settings(self) -> CellSettings:
+        """The cells' settings, the TDP taken from the hardware catalogue unless the matrix gives one."""
+        from xpubench.hardware import catalogue, host
+
+        tdp_w = self.tdp_w if self.tdp_w is not None else catalogue.cpu_tdp_w(host.cpu_model())
+        return CellSettings(self.measure, tdp_w, self.scenario)
+
+    def _devices(self, cls: type[Backend] | None) -> tuple[str, ...]:
+        if cls is None:
+            return self.devices if self.devices and self.devices != ("all",) else ("cpu",)
+        if self.devices == ("all",):
+            return cls.devices
+        return self.devices or cls.devices[:1]
+
+    def _option_sets(self, cls: type[Backend] | None, given: dict[str, str]) -> list[tuple[tuple[str, str], ...]]:
+        if cls is None:
+            return [tuple(sorted(given.items()))]
+        if given or not self.every_option:
+            return [non_default(cls, given)]
+        swept = [[(key, value) for value in cls.option_choices[key]] for key in cls.swept_options]
+        return [non_default(cls, dict(combo)) for combo in itertools.product(*swept)]
+
+
+def parse_backend(spec: str) -> tuple[str, dict[str, str]]:
+    """`torch:mode=compile` -> ("torch", {"mode": "compile"}). Raises ValueError on a malformed option."""
+    name, *parts = spec.split(":")
+    options = {}
+    for part in parts:
+        key, eq, value = part.partition("=")
+        if not eq or not key or not value:
+            raise ValueError(f"backend option {part!r} in {spec!r} is not KEY=VALUE, e.g. litert:xnnpack=off")
+        options[key] = value
+    return name, options
+
+
+def non_default(cls: type[Backend], options: dict[str, str]) -> tuple[tuple[str, str], ...]:
+    """The options as a cell stores them: checked, sorted, defaults left out."""
+    resolved = cls.resolve_options(options)
+    return tuple(sorted((k, v) for k, v in resolved.items() if v != cls.option_choices[k][0]))
+
+
+def matrix_to_json(matrix: Matrix) -> dict[str, Any]:
+    """The matrix as JSON, stored with its run so `--resume` can compute the same cells again."""
+    return _jsonable(matrix)
+
+
+def matrix_from_json(stored: Mapping[str, Any]) -> Matrix:
+    """The inverse of matrix_to_json; fields it lacks take their defaults, unknown ones are ignored."""
+    return _from_json(Matrix, stored)
+
+
+def _jsonable(value: Any) -> Any:
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: _jsonable(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    if isinstance(value, tuple | list):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, Mapping):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, Path):
+        return str(value)
+    return value
+
+
+def _from_json(kind: Any, value: Any) -> Any:
+    """`value` (from JSON) as the annotated type `kind`: dataclasses, tuples, unions with None, Paths."""
+    if value is None:
+        return None
+    origin, args = typing.get_origin(kind), typing.get_args(kind)
+    if dataclasses.is_dataclass(kind) and isinstance(value, Mapping):
+        from xpubench.data.files import DataFile
+
+        hints = typing.get_type_hints(kind, localns={"DataFile": DataFile, "Path": Path})
+        known = {f.name for f in dataclasses.fields(kind) if f.init}
+        return kind(**{k: _from_json(hints.get(k, Any), v) for k, v in value.items() if k in known})
+    if origin in (types.UnionType, typing.Union):
+        if isinstance(value, Mapping):  # a dataclass among the choices
+            for arg in args:
+                if dataclasses.is_dataclass(arg):
+                    return _from_json(arg, value)
+        if isinstance(value, str) and Path in args:
+            return Path(value)
+        return value
+    if origin is tuple and isinstance(value, list):
+        if len(args) == 2 and args[1] is Ellipsis:
+            return tuple(_from_json(args[0], v) for v in value)
+        if args and len(args) == len(value):
+            return tuple(_from_json(a, v) for a, v in zip(args, value, strict=True))
+        return tuple(value)
+    if kind is Path and isinstance(value, str):
+        return Path(value)
+    return value

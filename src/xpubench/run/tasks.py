@@ -1,0 +1,177 @@
+"""The tasks a sweep hands its workers, each a frozen value: train a zoo model, prepare a model for its cells,
+measure one cell. Each does its work in `execute(say)` inside the worker (run.worker) and imports the heavy
+parts there, so the parent that builds them imports no ML framework."""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import pickle
+import sys
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from xpubench.run.matrix import CellSettings
+from xpubench.run.worker import Answer, Say
+
+if TYPE_CHECKING:
+    from xpubench.core.cell import Cell, CellResult
+    from xpubench.models import Workload
+
+
+@dataclass(frozen=True)
+class ModelSource:
+    """How a worker finds a model again: a zoo name or a path, the --data file and --shape."""
+
+    name: str
+    data: Any = None  # a Path or DataFile
+    shapes: tuple[tuple[str, tuple[int, ...]], ...] = ()
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """A model made ready once per sweep; each cell's worker starts from it."""
+
+    source: ModelSource
+    workload_file: Path | None  # the resolved Workload with its reference, pickled; None: resolve again
+    reference_file: Path | None  # the cached float32 reference outputs (.npz)
+    reference_note: str | None = None  # why there is no reference, when there is none
+    # The rows of the cells that cannot run here (run.feasibility says why), keyed by cell key:
+    # the sweep stores those at once, without a worker of their own.
+    screened: dict[str, CellResult] = field(default_factory=dict, compare=False)
+
+
+@dataclass(frozen=True)
+class TrainTask:
+    """A zoo model's training on first use, in a worker of its own: there TensorFlow has every CPU the
+    sweep may use, while the prepare worker's is held to the float32 reference's one thread."""
+
+    name: str
+
+    def execute(self, say: Say) -> None:
+        from xpubench.models.training import ensure_trained, train_with_onednn
+        from xpubench.models.zoo import lookup
+
+        train_with_onednn()
+        found = lookup(self.name)
+        assert found is not None
+        ensure_trained(found[0], say, found[1])
+
+
+@dataclass(frozen=True)
+class PrepareTask:
+    """Resolve a model, compute its float32 reference once, screen its cells, and pickle the ready Workload
+    into `folder` for the cells' workers; once answered, convert the artifacts the cells will load."""
+
+    source: ModelSource
+    folder: Path
+    with_reference: bool = True
+    cells: tuple[Cell, ...] = ()  # to screen and to convert for
+
+    def execute(self, say: Say) -> Answer:
+        from xpubench.models import REFERENCE_BACKEND, resolve
+        from xpubench.run.feasibility import unavailable
+        from xpubench.run.reference import cached_reference
+
+        source_format = source_format_of(self.source.name)
+        if source_format is not None:
+            # The reference runtime gets one thread, set before anything starts it. Not for a name that is
+            # no model: refusing it must not wait for TensorFlow to import.
+            claim_process(REFERENCE_BACKEND[source_format], 1)
+        workload = resolve(self.source.name, say, self.source.data, dict(self.source.shapes))
+        workload.fidelity_inputs()  # a dynamic dimension with no data to fix it is a UsageError, now
+        reference_file, note = None, "its worker died"
+        if self.with_reference:
+            workload, reference_file, note = cached_reference(workload)
+        else:
+            workload = replace(workload, reference=())
+        screened = {}
+        for cell in self.cells:
+            with contextlib.suppress(Exception):  # a check that fails: the cell's own worker finds out why
+                row = unavailable(cell, workload)
+                if row is not None:
+                    screened[cell.key] = row
+        todo = [c for c in self.cells if c.key not in screened]
+        prepared = Prepared(self.source, None, reference_file, note, screened)
+        target = self.folder / f"{hashlib.sha256(repr(self.source).encode()).hexdigest()[:16]}.workload.pkl"
+        try:  # cells then skip resolving (importing scikit-learn, reading data files) in every worker
+            target.write_bytes(pickle.dumps(workload, protocol=pickle.HIGHEST_PROTOCOL))
+            prepared = replace(prepared, workload_file=target)
+        except Exception as exc:  # an unpicklable workload only costs time
+            print(f"the workload is resolved again per cell: {exc}", file=sys.stderr)
+        return Answer(prepared, lambda say: convert_ahead(workload, todo, say))
+
+
+def convert_ahead(workload: Workload, cells: list[Cell], say: Say) -> None:
+    """Make the artifacts the cells will load (and the float32 ONNX graph their roofline counts) while the
+    source's runtime is loaded, so that a cell does not import TensorFlow and load the model again to
+    convert. A converter that fails or crashes here costs nothing: its cell converts for itself and says why."""
+    from xpubench.backends import get_backend
+    from xpubench.convert.graph import split_kind
+    from xpubench.run.feasibility import artifact_kind
+
+    kinds: dict[str, None] = {}
+    for cell in cells:
+        with contextlib.suppress(Exception):  # an unknown backend: its cell says so
+            kind, _ = artifact_kind(get_backend(cell.backend), cell, workload)
+            if kind is not None:
+                kinds[kind] = None
+    # A cell that loads no ONNX graph has its roofline counted on the float32 one (roofline.onnx_graph).
+    if any(split_kind(k)[0] != "onnx" for k in kinds) and workload.artifacts.reason("onnx:fp32") is None:
+        kinds["onnx:fp32"] = None
+    missing = [k for k in kinds if not workload.artifacts.made(k)]
+    if missing:
+        say(f"{workload.name}: converting to {', '.join(missing)}")
+    for kind in missing:
+        with contextlib.suppress(Exception):
+            workload.artifact(kind)
+
+
+@dataclass(frozen=True)
+class CellTask:
+    """Measure one cell from its prepared model."""
+
+    cell: Cell
+    prepared: Prepared
+    settings: CellSettings
+
+    def execute(self, say: Say) -> CellResult:
+        from xpubench.run.cell_runner import measure_cell
+
+        # Process-wide settings first, before a conversion can start the runtime with its defaults.
+        claim_process(self.cell.backend, self.cell.threads)
+        return measure_cell(self.cell, load_workload(self.prepared, say), self.settings)
+
+
+def load_workload(prepared: Prepared, say: Say) -> Workload:
+    """The prepared Workload: unpickled, or resolved again with the cached reference attached."""
+    if prepared.workload_file is not None:
+        return pickle.loads(prepared.workload_file.read_bytes())
+    from xpubench.models import resolve
+    from xpubench.run.reference import load_reference
+
+    source = prepared.source
+    workload = resolve(source.name, say, source.data, dict(source.shapes))
+    return replace(workload, reference=load_reference(prepared.reference_file) if prepared.reference_file else ())
+
+
+def claim_process(backend: str, threads: int) -> None:
+    """Let the backend set its process-wide settings (thread pools) before anything starts its runtime."""
+    from xpubench.backends import get_backend
+
+    with contextlib.suppress(KeyError, ImportError, RuntimeError):  # the cell itself will say why
+        get_backend(backend).claim_process(threads)
+
+
+def source_format_of(name: str) -> str | None:
+    """The format `resolve` will find `name` in (zoo models are Keras); None when it is no model."""
+    from xpubench.models import USER_FORMATS
+    from xpubench.models.zoo import lookup
+
+    if lookup(name) is not None:
+        return "keras"
+    path = Path(name)
+    if path.is_dir():
+        return "savedmodel" if (path / "saved_model.pb").is_file() else None
+    return USER_FORMATS.get(path.suffix.lower())
