@@ -43,18 +43,34 @@ class Backend(ABC):
     swept_options: ClassVar[tuple[str, ...]] = ()  # options whose every value `--backend all` measures
     distribution: ClassVar[str | None] = None  # the PyPI package the runtime comes from
     module: ClassVar[str | None] = None  # the module imported to use it
+    # Besides `distribution`, the packages whose versions say what ran: another build of the runtime,
+    # the framework it holds buffers in, the tools that made its artifacts. Recorded with every run.
+    depends_on: ClassVar[tuple[str, ...]] = ()
     emulated: ClassVar[bool] = False  # its latency says nothing about the target hardware
 
     clock = staticmethod(time.perf_counter_ns)
 
     @classmethod
     def version(cls) -> str | None:
-        if cls.distribution is None:
-            return None
+        return _installed_version(cls.distribution) if cls.distribution else None
+
+    @classmethod
+    def package_versions(cls) -> dict[str, str]:
+        """The installed version of each package it depends on, from package metadata (nothing is
+        imported); a package that is not installed is left out."""
+        names = dict.fromkeys(filter(None, (cls.distribution, *cls.depends_on)))
+        versions = {name: _installed_version(name) for name in names}
+        return {name: version for name, version in versions.items() if version}
+
+    @classmethod
+    def importable(cls) -> bool:
+        """Whether its runtime's module can be imported, found without importing it."""
+        if cls.module is None:
+            return True
         try:
-            return importlib.metadata.version(cls.distribution)
-        except importlib.metadata.PackageNotFoundError:
-            return None
+            return importlib.util.find_spec(cls.module) is not None
+        except (ImportError, ValueError):  # a missing parent package, or a module without a spec
+            return False
 
     @classmethod
     def supports_precision(cls, precision: str) -> bool:
@@ -72,16 +88,39 @@ class Backend(ABC):
 
     @classmethod
     def unavailable_reason(
-        cls, device: str = "cpu", precision: str = "fp32", options: Mapping[str, str] | None = None
+        cls, device: str | None = None, precision: str | None = None, options: Mapping[str, str] | None = None
     ) -> str | None:
-        """None when this backend can run here; otherwise one line saying why not."""
-        if cls.module and importlib.util.find_spec(cls.module) is None:
-            return f"{cls.distribution or cls.module} is not installed (pip install {cls.distribution})"
-        if device.split(":")[0] not in cls.devices:
+        """None when this backend can run here; otherwise one line saying why not (and what to do).
+
+        Checks what the class declares first (its package, devices, precisions, options), then that
+        the device is really here. A subclass adds its own checks after calling this one.
+        """
+        device = device or cls.devices[0]
+        precision = precision or cls.precisions[0]
+        if not cls.importable():
+            package = cls.distribution or cls.module
+            return f"{package} is not installed (pip install {package})"
+        kind = device.split(":")[0]
+        if kind not in cls.devices:
             return f"{cls.name} runs on {', '.join(cls.devices)}, not {device}"
-        if not cls.supports_precision(precision):
-            return f"{cls.name} has no {precision} variant (it has {', '.join(cls.precisions)})"
+        reason = cls._precision_unavailable_reason(precision)
+        if reason:
+            return reason
+        try:
+            cls.resolve_options(options)
+        except ValueError as exc:
+            return str(exc)
+        if kind == "cuda":
+            from xpubench.hardware.gpu import cuda_unavailable_reason
+
+            return cuda_unavailable_reason()
         return None
+
+    @classmethod
+    def _precision_unavailable_reason(cls, precision: str) -> str | None:
+        if cls.supports_precision(precision):
+            return None
+        return f"{cls.name} has no {precision} variant (it has {', '.join(cls.precisions)})"
 
     @classmethod
     def claim_process(cls, threads: int) -> None:
@@ -103,17 +142,25 @@ class Backend(ABC):
 
     def __init__(
         self,
-        artifact: Path,
-        device: str = "cpu",
+        artifact: Path | str,
+        device: str | None = None,
         threads: int = 1,
-        precision: str = "fp32",
+        precision: str | None = None,
         options: Mapping[str, str] | None = None,
     ) -> None:
+        """Open `artifact` on `device` (the first of `devices` unless given) at `precision` (the first
+        of `precisions` unless given), with `threads` threads and the options checked. Not timed."""
         self.artifact = Path(artifact)
-        self.device = device
+        self.device = device or self.devices[0]
         self.threads = threads
-        self.precision = precision
+        self.precision = precision or self.precisions[0]
         self.options = self.resolve_options(options)
+        self.load()
+
+    @abstractmethod
+    def load(self) -> None:
+        """Load the artifact into the runtime, from the attributes the constructor set: what
+        `inputs`, `prepare` and `infer` need. Not timed."""
 
     @property
     @abstractmethod
@@ -153,3 +200,10 @@ class Backend(ABC):
 
     def close(self) -> None:  # noqa: B027  (optional hook; most runtimes free on garbage collection)
         """Release the runtime's resources."""
+
+
+def _installed_version(distribution: str) -> str | None:
+    try:
+        return importlib.metadata.version(distribution)
+    except importlib.metadata.PackageNotFoundError:
+        return None

@@ -22,7 +22,7 @@ class EdgeTPUBackend(LiteRTBackend):
 
     @classmethod
     def unavailable_reason(
-        cls, device: str = "edgetpu", precision: str = "uint8", options: Mapping[str, str] | None = None
+        cls, device: str | None = None, precision: str | None = None, options: Mapping[str, str] | None = None
     ) -> str | None:
         reason = super().unavailable_reason(device, precision, options)
         if reason:

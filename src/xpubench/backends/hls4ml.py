@@ -5,8 +5,7 @@ from __future__ import annotations
 import ctypes
 import json
 import math
-from collections.abc import Mapping, Sequence
-from pathlib import Path
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -38,36 +37,24 @@ class Hls4mlBackend(Backend):
         return True
 
     @classmethod
-    def unavailable_reason(
-        cls, device: str = "fpga-emulated", precision: str = "fixed<16,6>", options: Mapping[str, str] | None = None
-    ) -> str | None:
-        reason = super().unavailable_reason(device, cls.precisions[0], options)
-        if reason is None and not cls.supports_precision(precision):
-            try:
-                fixed_point(precision)
-            except ValueError as exc:
-                return str(exc)
-        return reason
+    def _precision_unavailable_reason(cls, precision: str) -> str | None:
+        try:
+            fixed_point(precision)
+        except ValueError as exc:  # it says which types there are
+            return str(exc)
+        return None
 
-    def __init__(
-        self,
-        artifact: Path,
-        device: str = "fpga-emulated",
-        threads: int = 1,
-        precision: str = "fixed<16,6>",
-        options: Mapping[str, str] | None = None,
-    ) -> None:
-        super().__init__(artifact, device, threads, precision, options)
+    def load(self) -> None:
         manifest_path = self.artifact / MANIFEST
         if not manifest_path.is_file():
             raise FileNotFoundError(f"{self.artifact} is no hls4ml project made by xpubench (it has no {MANIFEST})")
         self.manifest = json.loads(manifest_path.read_text())
-        self._lib = self._load()
+        self._lib = self._open_library()
         self._in_shapes = [tuple(v["shape"]) for v in self.manifest["inputs"]]
         self._out_shapes = [tuple(v["shape"]) for v in self.manifest["outputs"]]
         self._bind()
 
-    def _load(self) -> ctypes.CDLL:
+    def _open_library(self) -> ctypes.CDLL:
         library = self.artifact / self.manifest["library"]
         weights = (self.artifact / self.manifest["weights_dir"]).resolve()
         if not library.is_file() or not weights.is_dir():

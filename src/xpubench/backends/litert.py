@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -19,15 +18,7 @@ class LiteRTBackend(Backend):
     distribution = "ai-edge-litert"
     module = "ai_edge_litert"
 
-    def __init__(
-        self,
-        artifact: Path,
-        device: str = "cpu",
-        threads: int = 1,
-        precision: str = "fp32",
-        options: Mapping[str, str] | None = None,
-    ) -> None:
-        super().__init__(artifact, device, threads, precision, options)
+    def load(self) -> None:
         self._interpreter = self._open()
         self._interpreter.allocate_tensors()
         self._in = self._interpreter.get_input_details()

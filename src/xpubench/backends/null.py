@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -27,18 +27,19 @@ class NullBackend(Backend):
 
     def __init__(
         self,
-        artifact: Path | None = None,
-        device: str = "cpu",
-        threads: int = 1,
-        precision: str = "fp32",
-        options: Mapping[str, str] | None = None,
+        artifact: Path | str = "null",
+        *,
         script: Iterable[float] | None = None,
         input_shape: tuple[int | None, ...] = (None, 28, 28, 1),
+        **common: Any,
     ) -> None:
-        super().__init__(Path(artifact or "null"), device, threads, precision, options)
+        """`common` are every backend's device, threads, precision and options."""
         self._latencies = itertools.cycle(script if script is not None else self.script)
-        self._now_ns = 0
         self._input_shape = input_shape
+        super().__init__(artifact, **common)
+
+    def load(self) -> None:
+        self._now_ns = 0
         self.calls = 0
 
     def clock(self) -> int:

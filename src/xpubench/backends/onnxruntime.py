@@ -32,46 +32,35 @@ class OnnxRuntimeBackend(Backend):
     option_choices = {"ep": ("default", "tensorrt")}  # on cuda: the CUDA provider, or TensorRT's
     distribution = "onnxruntime"
     module = "onnxruntime"
+    depends_on = ("onnxruntime-gpu",)  # the CUDA build, installed instead of onnxruntime
 
     @classmethod
     def unavailable_reason(
-        cls, device: str = "cpu", precision: str = "fp32", options: Mapping[str, str] | None = None
+        cls, device: str | None = None, precision: str | None = None, options: Mapping[str, str] | None = None
     ) -> str | None:
         reason = super().unavailable_reason(device, precision, options)
-        if reason or device == "cpu":
-            if not reason and (options or {}).get("ep", "default") != "default":
-                return "the TensorRT provider runs on cuda, not cpu"
-            return reason
-        from xpubench.hardware.gpu import cuda_unavailable_reason
-
-        reason = cuda_unavailable_reason()
         if reason:
             return reason
+        device, options = device or cls.devices[0], cls.resolve_options(options)
+        if _on_cpu(device):
+            return "the TensorRT provider runs on cuda, not cpu" if options["ep"] != "default" else None
         import onnxruntime as ort
 
-        wanted = _providers(device, cls.resolve_options(options))[0]
+        wanted = _providers(device, options)[0]
         if wanted not in ort.get_available_providers():
             return f"this onnxruntime build has no {wanted}: install onnxruntime-gpu {ort.__version__}"
         return None
 
-    def __init__(
-        self,
-        artifact: Path,
-        device: str = "cpu",
-        threads: int = 1,
-        precision: str = "fp32",
-        options: Mapping[str, str] | None = None,
-    ) -> None:
-        super().__init__(artifact, device, threads, precision, options)
+    def load(self) -> None:
         import onnxruntime as ort
 
         self._options = ort.SessionOptions()
-        self._options.intra_op_num_threads = threads
+        self._options.intra_op_num_threads = self.threads
         self._options.inter_op_num_threads = 1
         self._options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
         self._options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         self._options.log_severity_level = 3
-        self._providers = _providers(device, self.options)
+        self._providers = _providers(self.device, self.options)
         self._session = ort.InferenceSession(str(self.artifact), self._options, providers=self._providers)
         self._names = [i.name for i in self._session.get_inputs()]
         # The timed call is the runtime's own `run`, bound once: no layer of ours in between. On a
@@ -101,7 +90,7 @@ class OnnxRuntimeBackend(Backend):
 
     def delegated_fraction(self) -> float | None:
         """On a GPU: the share of nodes placed on the GPU provider, read from a profiled run."""
-        if self.device == "cpu":
+        if _on_cpu(self.device):
             return None
         placement = self._node_placement()
         total = sum(placement.values())
@@ -143,8 +132,12 @@ class OnnxRuntimeBackend(Backend):
         return self._placement
 
 
+def _on_cpu(device: str) -> bool:
+    return device.split(":")[0] == "cpu"
+
+
 def _providers(device: str, options: Mapping[str, str]) -> list[str]:
-    if device == "cpu":
+    if _on_cpu(device):
         return ["CPUExecutionProvider"]
     if options.get("ep") == "tensorrt":
         return ["TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"]

@@ -5,7 +5,6 @@ from __future__ import annotations
 import functools
 from collections import Counter
 from collections.abc import Mapping, Sequence
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -39,6 +38,7 @@ class OpenVINOBackend(Backend):
     option_choices = {"hint": ("latency", "throughput")}
     distribution = "openvino"
     module = "openvino"
+    depends_on = ("nncf",)  # it quantises the int8 IR
 
     @classmethod
     def artifact_kind(cls, precision: str, options: Mapping[str, str] | None = None) -> str:
@@ -48,15 +48,11 @@ class OpenVINOBackend(Backend):
 
     @classmethod
     def unavailable_reason(
-        cls, device: str = "cpu", precision: str = "fp32", options: Mapping[str, str] | None = None
+        cls, device: str | None = None, precision: str | None = None, options: Mapping[str, str] | None = None
     ) -> str | None:
         reason = super().unavailable_reason(device, precision, options)
         if reason:
             return reason
-        try:
-            cls.resolve_options(options)
-        except ValueError as exc:
-            return str(exc)
         wanted = {"bf16": "BF16", "int8": "INT8"}.get(precision)
         if wanted:
             capabilities, cpu = _cpu_capabilities()
@@ -64,20 +60,13 @@ class OpenVINOBackend(Backend):
                 return f"OpenVINO finds no {wanted} support on this CPU ({cpu}; it has {capabilities})"
         return None
 
-    def __init__(
-        self,
-        artifact: Path,
-        device: str = "cpu",
-        threads: int = 1,
-        precision: str = "fp32",
-        options: Mapping[str, str] | None = None,
-    ) -> None:
-        super().__init__(artifact, device, threads, precision, options)
+    def load(self) -> None:
+        precision = self.precision
         if precision not in self.precisions:
             raise ValueError(f"openvino has no {precision} variant (it has {', '.join(self.precisions)})")
         if precision == "bf16":
             # The plugin would quietly run float32 instead: a cell must not be labelled bf16 then.
-            reason = self.unavailable_reason(device, precision, options)
+            reason = self.unavailable_reason(self.device, precision, self.options)
             if reason:
                 raise RuntimeError(reason)
         import openvino as ov
@@ -88,7 +77,7 @@ class OpenVINOBackend(Backend):
         self._config = {
             "INFERENCE_PRECISION_HINT": _INFERENCE_PRECISION[precision],
             "PERFORMANCE_HINT": self.options["hint"].upper(),
-            "INFERENCE_NUM_THREADS": threads,
+            "INFERENCE_NUM_THREADS": self.threads,
         }
         self._shapes: tuple[tuple[int, ...], ...] | None = None
         self._compiled: Any = None

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -16,6 +15,7 @@ class TensorFlowBackend(Backend):
     formats = ("keras", "savedmodel")
     distribution = "tensorflow-cpu"
     module = "tensorflow"
+    depends_on = ("tensorflow", "keras")  # the full build, installed instead of tensorflow-cpu; Keras 3 beside it
 
     @classmethod
     def artifact_kinds(cls, precision: str, options: Mapping[str, str] | None = None) -> tuple[str, ...]:
@@ -32,21 +32,13 @@ class TensorFlowBackend(Backend):
 
         _set_threads(tf, threads)
 
-    def __init__(
-        self,
-        artifact: Path,
-        device: str = "cpu",
-        threads: int = 1,
-        precision: str = "fp32",
-        options: Mapping[str, str] | None = None,
-    ) -> None:
-        super().__init__(artifact, device, threads, precision, options)
+    def load(self) -> None:
         from xpubench.convert.keras import load_keras, quiet_tensorflow
 
         quiet_tensorflow()
         import tensorflow as tf
 
-        _set_threads(tf, threads)
+        _set_threads(tf, self.threads)
         if self.artifact.is_dir():  # a SavedModel: its serving signature, called with positional tensors
             signature = tf.saved_model.load(str(self.artifact)).signatures["serving_default"]
             specs = signature.structured_input_signature[1]

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -18,6 +17,7 @@ class TensorRTBackend(Backend):
     precisions = ("fp32", "fp16", "int8")
     distribution = "tensorrt"
     module = "tensorrt"
+    depends_on = ("torch",)  # it holds its CUDA buffers in torch tensors
 
     @classmethod
     def artifact_kind(cls, precision: str, options: Mapping[str, str] | None = None) -> str:
@@ -26,14 +26,9 @@ class TensorRTBackend(Backend):
 
     @classmethod
     def unavailable_reason(
-        cls, device: str = "cuda", precision: str = "fp32", options: Mapping[str, str] | None = None
+        cls, device: str | None = None, precision: str | None = None, options: Mapping[str, str] | None = None
     ) -> str | None:
         reason = super().unavailable_reason(device, precision, options)
-        if reason:
-            return reason
-        from xpubench.hardware.gpu import cuda_unavailable_reason
-
-        reason = cuda_unavailable_reason()
         if reason:
             return reason
         import importlib.util
@@ -46,20 +41,12 @@ class TensorRTBackend(Backend):
             return "torch here has no CUDA (a CPU build): install a CUDA build of torch"
         return None
 
-    def __init__(
-        self,
-        artifact: Path,
-        device: str = "cuda",
-        threads: int = 1,
-        precision: str = "fp32",
-        options: Mapping[str, str] | None = None,
-    ) -> None:
-        super().__init__(artifact, device, threads, precision, options)
+    def load(self) -> None:
         import tensorrt as trt
         import torch
 
         self._torch = torch
-        self._device = torch.device(device if ":" in device else "cuda:0")
+        self._device = torch.device(self.device if ":" in self.device else "cuda:0")
         self._logger = trt.Logger(trt.Logger.ERROR)
         builder = trt.Builder(self._logger)
         network = builder.create_network(0)

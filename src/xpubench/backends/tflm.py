@@ -9,7 +9,6 @@ import re
 import sys
 import tempfile
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -38,15 +37,7 @@ class TFLMBackend(Backend):
     module = "tflite_micro"
     emulated = True
 
-    def __init__(
-        self,
-        artifact: Path,
-        device: str = "mcu-emulated",
-        threads: int = 1,
-        precision: str = "fp32",
-        options: Mapping[str, str] | None = None,
-    ) -> None:
-        super().__init__(artifact, device, threads, precision, options)
+    def load(self) -> None:
         self._flatbuffer = self.artifact.read_bytes()
         self._in_tensors, self._out_tensors, names = _io_tensors(self._flatbuffer)
         self._interpreter, self.arena_size = _open(self._flatbuffer)

@@ -6,7 +6,6 @@ import importlib.util
 import os
 import shutil
 from collections.abc import Mapping, Sequence
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -25,6 +24,7 @@ class TorchBackend(Backend):
     swept_options = ("mode",)
     distribution = "torch"
     module = "torch"
+    depends_on = ("onnxscript",)  # torch.onnx.export(dynamo=True) writes ONNX with it
 
     @classmethod
     def artifact_kind(cls, precision: str, options: Mapping[str, str] | None = None) -> str:
@@ -32,21 +32,13 @@ class TorchBackend(Backend):
 
     @classmethod
     def unavailable_reason(
-        cls, device: str = "cpu", precision: str = "fp32", options: Mapping[str, str] | None = None
+        cls, device: str | None = None, precision: str | None = None, options: Mapping[str, str] | None = None
     ) -> str | None:
         reason = super().unavailable_reason(device, precision, options)
         if reason:
             return reason
-        try:
-            mode = cls.resolve_options(options)["mode"]
-        except ValueError as exc:
-            return str(exc)
-        if device.split(":")[0] == "cuda":
-            from xpubench.hardware.gpu import cuda_unavailable_reason
-
-            reason = cuda_unavailable_reason()
-            if reason:
-                return reason
+        mode = cls.resolve_options(options)["mode"]
+        if (device or cls.devices[0]).split(":")[0] == "cuda":  # there is an NVIDIA GPU: can this torch use it?
             import torch
 
             if torch.version.cuda is None:
@@ -61,26 +53,18 @@ class TorchBackend(Backend):
             return "torch.compile on the CPU needs a C++ compiler (none of c++, g++, clang++ is on PATH)"
         return None
 
-    def __init__(
-        self,
-        artifact: Path,
-        device: str = "cpu",
-        threads: int = 1,
-        precision: str = "fp32",
-        options: Mapping[str, str] | None = None,
-    ) -> None:
-        super().__init__(artifact, device, threads, precision, options)
+    def load(self) -> None:
         import torch
 
         from xpubench.convert.torch import META_FILE
 
-        torch.set_num_threads(threads)
+        torch.set_num_threads(self.threads)
         try:
             torch.set_num_interop_threads(1)
         except RuntimeError:  # allowed only before torch's first parallel work in this process
             pass
-        self._device = torch.device(device if device != "cuda" else "cuda:0")
-        self._dtype = torch.bfloat16 if precision == "bf16" else torch.float32
+        self._device = torch.device(self.device if self.device != "cuda" else "cuda:0")
+        self._dtype = torch.bfloat16 if self.precision == "bf16" else torch.float32
         extra = {META_FILE: ""}
         program = torch.export.load(str(self.artifact), extra_files=extra)
         self._specs = _input_specs(program, extra[META_FILE])

@@ -11,13 +11,30 @@ from typing import Any
 from xpubench.hardware import host
 from xpubench.version import __version__
 
-# Versions recorded with every run, read from package metadata (nothing is imported).
-RECORDED_PACKAGES = ("numpy", "onnx", "onnxruntime", "ai-edge-litert", "tensorflow-cpu", "tensorflow", "keras")
+# Versions recorded with every run besides the backends' own, read from package metadata (nothing is imported).
+BASE_PACKAGES = ("numpy", "onnx")  # the arrays and the graph every conversion passes through
+LOADGEN_PACKAGE = "mlcommons-loadgen"  # the MLPerf LoadGen scenario's driver, not a backend
 
 
 def package_versions() -> dict[str, str]:
+    """numpy's and onnx's versions, every registered backend's packages (hidden ones too), and LoadGen's;
+    a package that is not installed is left out."""
+    from xpubench.backends import backend_names, get_backend
+
+    versions = _installed(BASE_PACKAGES)
+    for name in backend_names(include_hidden=True):
+        try:
+            backend = get_backend(name)
+        except (ImportError, AttributeError):  # a registration whose class cannot be loaded runs nothing
+            continue
+        versions.update(backend.package_versions())
+    versions.update(_installed((LOADGEN_PACKAGE,)))
+    return versions
+
+
+def _installed(names: tuple[str, ...]) -> dict[str, str]:
     versions = {}
-    for name in RECORDED_PACKAGES:
+    for name in names:
         try:
             versions[name] = importlib.metadata.version(name)
         except importlib.metadata.PackageNotFoundError:
