@@ -11,7 +11,7 @@ from xpubench.backends import backend_names, get_backend
 from xpubench.backends.null import NullBackend
 from xpubench.backends.onnxruntime import OnnxRuntimeBackend
 from xpubench.hardware.gpu import nvidia_gpu_count
-from xpubench.store.environment import package_versions
+from xpubench.run.environment import package_versions
 
 ALL = backend_names(include_hidden=True)
 
@@ -55,7 +55,7 @@ def test_recording_versions_imports_no_framework():
     code = textwrap.dedent(
         f"""
         import sys
-        from xpubench.store.environment import package_versions
+        from xpubench.run.environment import package_versions
         assert 'onnxruntime' in package_versions()
         print(sorted({{m.split('.')[0] for m in sys.modules}} & set({heavy!r})))
         """

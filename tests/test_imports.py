@@ -133,3 +133,27 @@ def test_the_import_graph_has_no_circle():
 
 def test_the_circle_finder_finds_a_circle():
     assert circles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
+
+
+# Arrows of the architecture that must never exist (DESIGN.md): (importer prefix, imported prefix).
+FORBIDDEN = (
+    ("xpubench.core", "xpubench."),  # the core imports nothing outside itself
+    ("xpubench.store", "xpubench.backends"),
+    ("xpubench.report", "xpubench.backends"),
+    ("xpubench.backends", "xpubench.cli"),
+    ("xpubench.run", "xpubench.cli"),
+    ("xpubench.run", "xpubench.cluster"),  # the CLI or the API picks the launcher and passes it in
+)
+
+
+def test_no_forbidden_arrow():
+    graph = import_graph(Path(xpubench.__file__).parent)
+    wrong = [
+        f"{source} -> {target}"
+        for source, targets in graph.items()
+        for target in targets
+        for importer, imported in FORBIDDEN
+        if (source == importer or source.startswith(importer + "."))
+        and target.startswith(imported) and not target.startswith(importer)
+    ]
+    assert wrong == []

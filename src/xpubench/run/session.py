@@ -74,8 +74,8 @@ class Session:
         model with --data) are prepared first, so that a bad one is a UsageError before anything is stored.
         `extra` joins the stored request (a study's name and mode)."""
         from xpubench.models.zoo import lookup
+        from xpubench.run.environment import collect
         from xpubench.store import ResultStore
-        from xpubench.store.environment import collect
 
         with ProcessLauncher(pin, cwd) as launcher, Sweep(launcher, cell_timeout_s, say) as sweep:
             for matrix in matrices:
