@@ -136,11 +136,16 @@ def test_results_that_names_a_file_is_a_one_line_error(tmp_path):
     assert_one_line_usage_error(run_cli("show", "--results", str(target)), "x.txt is a file")
 
 
-@pytest.mark.parametrize("damage", ["text", "header", "truncated"])
+@pytest.mark.parametrize("damage", ["text", "header", "truncated", "foreign"])
 def test_a_store_that_is_not_a_database_is_a_one_line_error_and_stays_as_it_was(tmp_path, damage):
     db = tmp_path / "xpubench.db"
     if damage == "text":
         db.write_text("my notes, not a database\n" * 50)
+    elif damage == "foreign":  # another program's SQLite database: never add our tables to it
+        other = sqlite3.connect(db)
+        other.execute("CREATE TABLE notes (text TEXT)")
+        other.commit()
+        other.close()
     else:
         stored_store(tmp_path, cells=40)
         data = bytearray(db.read_bytes())

@@ -114,6 +114,8 @@ class ResultStore:
             raise UsageError(
                 f"--results {folder} is a file, not a folder: give the folder that holds {DB_NAME}, or a new folder"
             )
+        if self.path.is_dir():
+            raise UsageError(f"{self.path} is a folder, not a database: give another --results folder or move it away")
         if not self.path.exists():
             if not create:
                 raise UsageError(f"no results in {self.folder}: run `xpubench run` first, or pass --results DIR")
@@ -139,6 +141,8 @@ class ResultStore:
         self._db = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_S, isolation_level=None)
         self._db.row_factory = sqlite3.Row
         self._check_is_a_database()
+        if self._db.execute("PRAGMA user_version").fetchone()[0] == 0:
+            self._refuse_foreign_tables()  # before WAL mode rewrites its header
         # FULL: a commit is on disk before add_cell returns, so a killed process or a lost power
         # keeps every cell committed before.
         self._db.execute("PRAGMA synchronous=FULL")
@@ -170,6 +174,7 @@ class ResultStore:
         if version > SCHEMA_VERSION:
             raise UsageError(self._newer_schema(version))
         if version == 0:
+            self._refuse_foreign_tables()
             raise UsageError(f"no results in {self.folder}: run `xpubench run` first, or pass --results DIR")
 
     def _connect_readonly(self, uri: str) -> None:
@@ -183,6 +188,14 @@ class ResultStore:
         """Read the schema now, so a file that is not a database fails here rather than mid-sweep."""
         self._db.execute("SELECT count(*) FROM sqlite_master").fetchone()
 
+    def _refuse_foreign_tables(self) -> None:
+        """A database of schema version 0 with tables is someone else's: never add ours to it."""
+        if self._db.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]:
+            raise UsageError(
+                f"{self.path} is not an xpubench results database (it holds other tables): "
+                "give another --results folder or move the file away"
+            )
+
     def _newer_schema(self, version: int) -> str:
         return (f"{self.path} has schema version {version}, newer than this xpubench knows "
                 f"({SCHEMA_VERSION}): upgrade xpubench")
@@ -194,11 +207,8 @@ class ResultStore:
             version = self._db.execute("PRAGMA user_version").fetchone()[0]
             if version > SCHEMA_VERSION:
                 raise UsageError(self._newer_schema(version))
-            if version == 0 and self._db.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]:
-                raise UsageError(
-                    f"{self.path} is not an xpubench results database (it holds other tables): "
-                    "give another --results folder or move the file away"
-                )
+            if version == 0:
+                self._refuse_foreign_tables()
             for target in range(version, SCHEMA_VERSION):
                 for statement in _statements(MIGRATIONS[target]):
                     self._db.execute(statement)
