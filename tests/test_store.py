@@ -202,13 +202,14 @@ def test_a_read_only_store_is_shown_reported_and_compared(tmp_path):
         xpubench_cli("show", "--list", "--results", str(folder)),
         xpubench_cli("compare", run_a, run_b, "--json", "--results", str(folder)),
         xpubench_cli("report", run_b, "--html", str(report), "--results", str(folder)),
+        shlex.join([sys.executable, "-c", f"import xpubench; print('rows', len(xpubench.load_results('{folder}')))"]),
     ]
     result = in_read_only_mount(folder, " && ".join(commands))
     assert result.returncode == 0, result.stderr
     shown, _ = json.JSONDecoder().raw_decode(result.stdout)
     assert shown["run_id"] == run_b and [r["batch_size"] for r in shown["cells"]] == [1, 2, 3]
     assert run_a in result.stdout and '"run_b"' in result.stdout
-    assert report.stat().st_size > 0
+    assert report.stat().st_size > 0 and "rows 6" in result.stdout
     # The report's default place is the (read-only) results folder: say so in one line.
     result = in_read_only_mount(folder, xpubench_cli("report", "--results", str(folder)))
     assert_one_line_usage_error(result, "--html")
