@@ -109,7 +109,7 @@ def execute(args: argparse.Namespace) -> int:
         raise UsageError(f"--threshold must be >= 0, got {args.threshold}")
     if not 0 < args.alpha < 1:
         raise UsageError(f"--alpha must be between 0 and 1, got {args.alpha}")
-    with ResultStore(args.results, create=False) as store:
+    with ResultStore(args.results, create=False, readonly=True) as store:
         store.run(args.run_a)  # an unknown id is a one-line UsageError
         store.run(args.run_b)
         comparisons = compare_runs(store, args.run_a, args.run_b, args.threshold, args.alpha)

@@ -28,7 +28,7 @@ def execute(args: argparse.Namespace) -> int:
     from xpubench.report.html import ReportData, write_report
     from xpubench.store import ResultStore
 
-    with ResultStore(args.results, create=False) as store:
+    with ResultStore(args.results, create=False, readonly=True) as store:
         run_ids = list(dict.fromkeys(args.run_ids)) or [store.latest_run_id()]
         data = ReportData.from_store(store, run_ids)
     if not data.records:
@@ -38,6 +38,13 @@ def execute(args: argparse.Namespace) -> int:
         html = args.results / f"report-{'+'.join(run_ids)}.html"
     if html is not None and html.is_dir():
         raise UsageError(f"--html {html} is a folder: give a file name, e.g. {html / 'report.html'}")
-    for path in write_report(data, html, args.png):
+    try:
+        written = write_report(data, html, args.png)
+    except OSError as exc:  # e.g. the default place, a results folder on a read-only mount
+        raise UsageError(
+            f"cannot write the report to {exc.filename or html}: {exc.strerror}; give --html FILE (or --png DIR) "
+            "in a folder you can write to"
+        ) from exc
+    for path in written:
         print(f"{path.resolve()}  ({path.stat().st_size / 1024:.0f} KiB)")
     return 0

@@ -36,7 +36,7 @@ def execute(args: argparse.Namespace) -> int:
 
     if args.format == "parquet" and args.out is None:
         raise UsageError("parquet is a binary format: give --out FILE.parquet")
-    with ResultStore(args.results, create=False) as store:
+    with ResultStore(args.results, create=False, readonly=True) as store:
         if args.list:
             for run in store.runs():
                 print(

@@ -151,7 +151,7 @@ def load(path: str | Path, run_id: str | Sequence[str] | None = None) -> pd.Data
     folder = Path(path)
     if folder.name == DB_NAME:
         folder = folder.parent
-    with ResultStore(folder, create=False) as store:
+    with ResultStore(folder, create=False, readonly=True) as store:
         if run_id is None:
             ids = [r["run_id"] for r in store.runs()]
         else:

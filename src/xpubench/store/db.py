@@ -3,8 +3,14 @@
 from __future__ import annotations
 
 import json
+import os
 import secrets
+import shutil
 import sqlite3
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -60,40 +66,226 @@ def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
 
 
+def _statements(script: str) -> list[str]:
+    """A migration's statements one by one (executescript would commit each on its own)."""
+    statements, pending = [], ""
+    for line in script.splitlines(keepends=True):
+        pending += line
+        if sqlite3.complete_statement(pending):
+            statements.append(pending.strip())
+            pending = ""
+    if pending.strip():
+        raise ValueError(f"incomplete SQL statement in a migration: {pending.strip()!r}")
+    return statements
+
+
+def _busy(exc: sqlite3.OperationalError) -> bool:
+    name = getattr(exc, "sqlite_errorname", "") or ""
+    return name.startswith(("SQLITE_BUSY", "SQLITE_LOCKED"))
+
+
 def new_run_id() -> str:
     return f"{datetime.now(UTC):%Y%m%d-%H%M%S}-{secrets.token_hex(2)}"
 
 
-class ResultStore:
-    """The results folder's database. Safe to read while another process writes (WAL)."""
+# SQLite waits this long for another writer's lock before a statement gives up (busy timeout);
+# a transaction that still meets SQLITE_BUSY is tried again until WRITE_PATIENCE_S has passed.
+BUSY_TIMEOUT_S = 10.0
+WRITE_PATIENCE_S = 60.0
 
-    def __init__(self, folder: Path | str, create: bool = True) -> None:
-        self.folder = Path(folder)
-        self.path = self.folder / DB_NAME
+
+class ResultStore:
+    """The results folder's database. Safe to read while other processes write (WAL), and for
+    several processes to write at once: each transaction takes the write lock first (BEGIN
+    IMMEDIATE) and waits for it. `readonly=True` opens a store that cannot be written (a read-only
+    file, folder or mount) for reading only; writers never fall back to it."""
+
+    def __init__(self, folder: Path | str, create: bool = True, readonly: bool = False) -> None:
+        if readonly and create:
+            raise ValueError("a read-only store cannot be created: pass create=False")
+        folder = Path(folder)
+        if folder.name == DB_NAME and folder.is_file():  # the database itself rather than its folder
+            folder = folder.parent
+        self.folder = folder
+        self.path = folder / DB_NAME
+        self.readonly = readonly
+        self._copy: Path | None = None  # a temporary copy read in place of a read-only store, see _open_readonly
+        if folder.exists() and not folder.is_dir():
+            raise UsageError(
+                f"--results {folder} is a file, not a folder: give the folder that holds {DB_NAME}, or a new folder"
+            )
+        if self.path.is_dir():
+            raise UsageError(f"{self.path} is a folder, not a database: give another --results folder or move it away")
         if not self.path.exists():
             if not create:
                 raise UsageError(f"no results in {self.folder}: run `xpubench run` first, or pass --results DIR")
-            self.folder.mkdir(parents=True, exist_ok=True)
-        self._db = sqlite3.connect(self.path, timeout=30)
+            try:
+                folder.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise UsageError(
+                    f"cannot create {folder}: {exc.strerror}; give --results a folder you can write to"
+                ) from exc
+        self._db: sqlite3.Connection | None = None
+        try:
+            with self._errors("opening"):
+                if readonly:
+                    self._open_readonly()
+                else:
+                    self._open_for_writing()
+        except BaseException:
+            self.close()
+            raise
+
+    def _open_for_writing(self) -> None:
+        # isolation_level=None: transactions are ours (BEGIN IMMEDIATE ... COMMIT), not the module's.
+        self._db = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_S, isolation_level=None)
         self._db.row_factory = sqlite3.Row
-        self._db.execute("PRAGMA journal_mode=WAL")
+        self._check_is_a_database()
+        if self._db.execute("PRAGMA user_version").fetchone()[0] == 0:
+            self._refuse_foreign_tables()  # before WAL mode rewrites its header
+        # FULL: a commit is on disk before add_cell returns, so a killed process or a lost power
+        # keeps every cell committed before.
         self._db.execute("PRAGMA synchronous=FULL")
+        if self._db.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
+            # Changing the journal mode takes the write lock: wait for a writer that made the file first.
+            self._retry(lambda: self._db.execute("PRAGMA journal_mode=WAL").fetchone())
         self._migrate()
 
-    def _migrate(self) -> None:
+    def _open_readonly(self) -> None:
+        uri = self.path.resolve().as_uri()
+        try:
+            self._connect_readonly(f"{uri}?mode=ro")
+        except sqlite3.OperationalError as exc:
+            # A WAL database opens read-only only where SQLite can create (or find) its -shm file: a
+            # store on a read-only mount or in a read-only folder fails here.
+            if exc.sqlite_errorname != "SQLITE_CANTOPEN" or not os.access(self.path, os.R_OK):
+                raise
+            wal = self.path.with_name(DB_NAME + "-wal")
+            if wal.exists() and wal.stat().st_size > 0:
+                # Cells committed but not yet checkpointed live in the -wal file, which immutable=1
+                # would ignore: read a copy of the pair instead, where SQLite can replay the log.
+                self._copy = Path(tempfile.mkdtemp(prefix="xpubench-store-"))
+                shutil.copy2(self.path, self._copy / DB_NAME)
+                shutil.copy2(wal, self._copy / wal.name)
+                self._connect_readonly((self._copy / DB_NAME).as_uri() + "?mode=ro")
+            else:  # everything is in the database file, and nobody can write it: nothing can change under us
+                self._connect_readonly(f"{uri}?mode=ro&immutable=1")
         version = self._db.execute("PRAGMA user_version").fetchone()[0]
         if version > SCHEMA_VERSION:
+            raise UsageError(self._newer_schema(version))
+        if version == 0:
+            self._refuse_foreign_tables()
+            raise UsageError(f"no results in {self.folder}: run `xpubench run` first, or pass --results DIR")
+
+    def _connect_readonly(self, uri: str) -> None:
+        if self._db is not None:
+            self._db.close()
+        self._db = sqlite3.connect(uri, uri=True, timeout=BUSY_TIMEOUT_S, isolation_level=None)
+        self._db.row_factory = sqlite3.Row
+        self._check_is_a_database()
+
+    def _check_is_a_database(self) -> None:
+        """Read the schema now, so a file that is not a database fails here rather than mid-sweep."""
+        self._db.execute("SELECT count(*) FROM sqlite_master").fetchone()
+
+    def _refuse_foreign_tables(self) -> None:
+        """A database of schema version 0 with tables is someone else's: never add ours to it."""
+        if self._db.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]:
             raise UsageError(
-                f"{self.path} has schema version {version}, newer than this xpubench knows "
-                f"({SCHEMA_VERSION}): upgrade xpubench"
+                f"{self.path} is not an xpubench results database (it holds other tables): "
+                "give another --results folder or move the file away"
             )
-        for target in range(version, SCHEMA_VERSION):
-            with self._db:
-                self._db.executescript(MIGRATIONS[target])
+
+    def _newer_schema(self, version: int) -> str:
+        return (f"{self.path} has schema version {version}, newer than this xpubench knows "
+                f"({SCHEMA_VERSION}): upgrade xpubench")
+
+    def _migrate(self) -> None:
+        """Bring the schema up to date in one transaction under the write lock: two processes opening
+        a new store at once migrate it once, and a killed migration leaves the schema as it was."""
+        with self._transaction():
+            version = self._db.execute("PRAGMA user_version").fetchone()[0]
+            if version > SCHEMA_VERSION:
+                raise UsageError(self._newer_schema(version))
+            if version == 0:
+                self._refuse_foreign_tables()
+            for target in range(version, SCHEMA_VERSION):
+                for statement in _statements(MIGRATIONS[target]):
+                    self._db.execute(statement)
                 self._db.execute(f"PRAGMA user_version = {target + 1}")
 
+    @contextmanager
+    def _transaction(self) -> Iterator[None]:
+        """BEGIN IMMEDIATE ... COMMIT: the write lock is taken (waiting for other writers) before the
+        first statement, so no statement of ours meets a lock half-way; a BEGIN or COMMIT that still
+        meets SQLITE_BUSY is tried again."""
+        self._retry(lambda: self._db.execute("BEGIN IMMEDIATE"))
+        try:
+            yield
+        except BaseException:
+            if self._db.in_transaction:
+                self._db.execute("ROLLBACK")
+            raise
+        try:
+            self._retry(lambda: self._db.execute("COMMIT"))
+        except BaseException:
+            if self._db.in_transaction:
+                self._db.execute("ROLLBACK")
+            raise
+
+    def _retry(self, statement: Callable[[], Any]) -> Any:
+        deadline = time.monotonic() + WRITE_PATIENCE_S
+        pause = 0.01
+        while True:
+            try:
+                return statement()
+            except sqlite3.OperationalError as exc:
+                if not _busy(exc) or time.monotonic() > deadline:
+                    raise
+            time.sleep(pause)
+            pause = min(pause * 2, 1.0)
+
+    @contextmanager
+    def _errors(self, doing: str) -> Iterator[None]:
+        """Every SQLite failure but a programming error becomes one line that names the file and what to do."""
+        try:
+            yield
+        except (sqlite3.IntegrityError, sqlite3.ProgrammingError, sqlite3.InterfaceError):
+            raise
+        except sqlite3.DatabaseError as exc:
+            raise UsageError(self._explain(exc, doing)) from exc
+        except OSError as exc:  # copying a read-only store's log
+            raise UsageError(f"cannot read {self.path} ({exc.strerror}) while {doing}: "
+                             "check that the folder and its files can be read") from exc
+
+    def _explain(self, exc: sqlite3.DatabaseError, doing: str) -> str:
+        name = getattr(exc, "sqlite_errorname", "") or ""
+        if name == "SQLITE_NOTADB":
+            return (f"{self.path} is not an xpubench results database ({exc}): "
+                    "give another --results folder or move the file away")
+        if name.startswith("SQLITE_CORRUPT"):
+            return (f"{self.path} is damaged ({exc}): give another --results folder or move the file away "
+                    f"(`sqlite3 {self.path} .recover` may save its cells)")
+        if name.startswith("SQLITE_READONLY") or (name.startswith("SQLITE_CANTOPEN") and not self.readonly):
+            return (f"cannot write to {self.path}: read-only ({exc}); give --results a folder you can write to "
+                    "(show, report and compare can read this one)")
+        if _busy(exc):
+            return (f"{self.path} stayed locked by another process for over {WRITE_PATIENCE_S:.0f} s ({exc}) while "
+                    f"{doing}: wait for it to finish, or give another --results folder")
+        if name.startswith("SQLITE_CANTOPEN"):
+            return f"cannot open {self.path} ({exc}): check that the file and its folder can be read"
+        if name.startswith("SQLITE_FULL"):
+            return f"cannot write to {self.path}: the disk is full ({exc}); free some space and run again"
+        return (f"{self.path}: {exc} ({name or type(exc).__name__}) while {doing}: check the file, or give "
+                "another --results folder")
+
     def close(self) -> None:
-        self._db.close()
+        if self._db is not None:
+            self._db.close()
+            self._db = None
+        if self._copy is not None:
+            shutil.rmtree(self._copy, ignore_errors=True)
+            self._copy = None
 
     def __enter__(self) -> ResultStore:
         return self
@@ -112,7 +304,7 @@ class ResultStore:
     ) -> str:
         """A new run, `running`; `request` (JSON) is what `--resume` needs to finish it."""
         run_id = run_id or new_run_id()
-        with self._db:
+        with self._errors("starting a run"), self._transaction():
             self._db.execute(
                 """INSERT INTO runs (run_id, started_at, status, command, environment, request)
                    VALUES (?, ?, ?, ?, ?, ?)""",
@@ -125,7 +317,7 @@ class ResultStore:
         """Mark a stored run `running` again (its environment notes when), optionally with a new request."""
         env = self.run(run_id)["environment"]
         env.setdefault("resumed_at", []).append(_now())
-        with self._db:
+        with self._errors("resuming a run"), self._transaction():
             self._db.execute("UPDATE runs SET status = 'running', environment = ? WHERE run_id = ?",
                              (json.dumps(env), run_id))
             if request is not None:
@@ -141,7 +333,7 @@ class ResultStore:
         samples = (
             np.asarray(result.samples_ns, dtype="<i8").tobytes() if result.samples_ns is not None else None
         )
-        with self._db:
+        with self._errors("storing a cell"), self._transaction():
             self._db.execute(
                 """INSERT INTO cells (run_id, key, status, model, backend, device, precision, batch_size,
                        threads, scenario, median_ms, record, samples_ns, measured_at)
@@ -167,7 +359,7 @@ class ResultStore:
     def finish_run(self, run_id: str, status: str, load_after: float | None) -> None:
         env = self.run(run_id)["environment"]
         env["load_after"] = load_after
-        with self._db:
+        with self._errors("finishing a run"), self._transaction():
             self._db.execute(
                 "UPDATE runs SET finished_at = ?, status = ?, environment = ? WHERE run_id = ?",
                 (_now(), status, json.dumps(env), run_id),
@@ -175,45 +367,47 @@ class ResultStore:
 
     # -- reading ---------------------------------------------------------------------------------
 
+    def _read(self, sql: str, params: tuple[Any, ...] = ()) -> list[sqlite3.Row]:
+        with self._errors("reading"):
+            return self._db.execute(sql, params).fetchall()
+
     def runs(self) -> list[dict[str, Any]]:
-        rows = self._db.execute(
+        rows = self._read(
             """SELECT r.run_id, r.started_at, r.finished_at, r.status, r.command,
                       COUNT(c.id) AS cells
                FROM runs r LEFT JOIN cells c ON c.run_id = r.run_id
                GROUP BY r.run_id ORDER BY r.started_at, r.rowid"""
-        ).fetchall()
+        )
         return [dict(r) for r in rows]
 
     def latest_run_id(self) -> str:
-        row = self._db.execute("SELECT run_id FROM runs ORDER BY started_at DESC, rowid DESC LIMIT 1").fetchone()
-        if row is None:
+        rows = self._read("SELECT run_id FROM runs ORDER BY started_at DESC, rowid DESC LIMIT 1")
+        if not rows:
             raise UsageError(f"no runs stored in {self.folder}: run `xpubench run` first")
-        return row["run_id"]
+        return rows[0]["run_id"]
 
     def run(self, run_id: str) -> dict[str, Any]:
-        row = self._db.execute("SELECT * FROM runs WHERE run_id = ?", (run_id,)).fetchone()
-        if row is None:
+        rows = self._read("SELECT * FROM runs WHERE run_id = ?", (run_id,))
+        if not rows:
             raise UsageError(f"no run {run_id!r} in {self.folder}: `xpubench show --list` lists the runs")
-        run = dict(row)
+        run = dict(rows[0])
         run["environment"] = json.loads(run["environment"])
         run["request"] = json.loads(run["request"]) if run.get("request") else None
         return run
 
     def cell_keys(self, run_id: str) -> set[str]:
         """The keys of the cells the run has stored."""
-        rows = self._db.execute("SELECT key FROM cells WHERE run_id = ?", (run_id,)).fetchall()
+        rows = self._read("SELECT key FROM cells WHERE run_id = ?", (run_id,))
         return {r["key"] for r in rows}
 
     def cells(self, run_id: str) -> list[dict[str, Any]]:
         """The run's cell records in the order they were measured, each with the run's environment."""
         environment = self.run(run_id)["environment"]
-        rows = self._db.execute("SELECT record FROM cells WHERE run_id = ? ORDER BY id", (run_id,)).fetchall()
+        rows = self._read("SELECT record FROM cells WHERE run_id = ? ORDER BY id", (run_id,))
         return [{**json.loads(r["record"]), "environment": environment} for r in rows]
 
     def samples(self, run_id: str, key: str) -> np.ndarray:
-        row = self._db.execute(
-            "SELECT samples_ns FROM cells WHERE run_id = ? AND key = ?", (run_id, key)
-        ).fetchone()
-        if row is None or row["samples_ns"] is None:
+        rows = self._read("SELECT samples_ns FROM cells WHERE run_id = ? AND key = ?", (run_id, key))
+        if not rows or rows[0]["samples_ns"] is None:
             return np.empty(0, dtype=np.int64)
-        return np.frombuffer(row["samples_ns"], dtype="<i8")
+        return np.frombuffer(rows[0]["samples_ns"], dtype="<i8")
