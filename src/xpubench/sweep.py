@@ -357,8 +357,9 @@ def measure_cell(
 
 
 def one_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return f"{type(exc).__name__}: {text[0] if text else ''}".strip().rstrip(":")
+    from xpubench import errors  # the whole rule lives there; this name stays for the callers that import it
+
+    return errors.one_line(exc)
 
 
 def input_pool(workload: Workload, batch: int) -> list[list[np.ndarray]]:
