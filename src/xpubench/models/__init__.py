@@ -161,7 +161,40 @@ def resolve(
             workload = _user_workload(path, shapes)
     if data is not None:
         _attach_data(workload, data)
+    _check_shapes(workload)
     return workload
+
+
+def _check_shapes(workload: Workload) -> None:
+    """--shape names inputs the model has, and agrees with the samples of --data: otherwise the cells would
+    measure at the data's shape while the roofline counts the --shape graph."""
+    if not workload.shapes:
+        return
+    named = [name for name in workload.shapes if name]
+    specs = workload.input_specs if named else None  # opens the model in its reference runtime
+    if specs is not None:
+        real = [spec.name for spec in specs]
+        unknown = [name for name in named if name not in real]
+        if unknown:
+            raise UsageError(
+                f"--shape names {', '.join(map(repr, unknown))}, which {workload.name} has no input of: "
+                f"its inputs are {', '.join(map(repr, real))}"
+            )
+    if workload.x_eval is None:
+        return
+    name = specs[0].name if specs else ""  # the data feeds the first input
+    given = workload.shapes.get(name, workload.shapes.get(""))
+    sample = tuple(int(d) for d in workload.x_eval.shape[1:])
+    if given is not None and tuple(given) != sample:
+        shown = f"{name}=" if name else ""
+        raise UsageError(
+            f"--data {workload.dataset} holds samples of shape {_dims(sample)}, but --shape {shown}{_dims(given)} "
+            "says otherwise: drop --shape to measure at the data's shape, or give data of that shape"
+        )
+
+
+def _dims(shape: tuple[int, ...]) -> str:
+    return ",".join(str(d) for d in shape)
 
 
 def _zoo_workload(name: str, say: Callable[[str], None], shapes: dict) -> Workload:
