@@ -184,6 +184,47 @@ def test_a_tflite_file_runs_on_litert_tflm_and_through_onnx(tflite_file, tmp_pat
 
 
 @pytest.fixture(scope="module")
+def fp16_weights_tflite(tmp_path_factory):
+    """A float model stored as published mobile models are: float16 weights that DEQUANTIZE ops turn into
+    float32 at load, float32 inputs and outputs."""
+    from xpubench.convert.keras import native_output_silenced, quiet_tensorflow
+
+    quiet_tensorflow()
+    import keras
+    import tensorflow as tf
+
+    keras.utils.set_random_seed(8)
+    model = keras.Sequential([keras.Input((6, 6, 2), name="image"), keras.layers.Conv2D(4, 3, activation="relu"),
+                              keras.layers.Flatten(), keras.layers.Dense(3, activation="softmax")])
+    converter = tf.lite.TFLiteConverter.from_keras_model(model)
+    converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    converter.target_spec.supported_types = [tf.float16]
+    path = tmp_path_factory.mktemp("fp16") / "mobile.tflite"
+    with native_output_silenced():
+        path.write_bytes(converter.convert())
+    return path
+
+
+def test_a_tflite_file_with_fp16_weights_is_a_float_model(fp16_weights_tflite, tmp_path):
+    from ai_edge_litert.interpreter import Interpreter
+
+    from xpubench.models import resolve
+
+    interpreter = Interpreter(model_path=str(fp16_weights_tflite))
+    assert np.float16 in {d["dtype"] for d in interpreter.get_tensor_details()}  # what the old rule saw
+    assert resolve(str(fp16_weights_tflite)).source_kind == "tflite:fp32"
+    _, cells = run_json(tmp_path, str(fp16_weights_tflite), "--backend", "litert,onnxruntime",
+                        "--precision", "fp32", "--batch", "1")
+    assert [(c["backend"], c["precision"]) for c in cells] == [("litert", "fp32"), ("onnxruntime", "fp32")]
+    for cell in cells:
+        assert_measured(cell)
+        assert cell["fidelity"]["reference"] == "litert tflite:fp32"
+        assert cell["fidelity"]["max_abs"] < 1e-5 and cell["fidelity"]["top1_agreement"] == 1.0
+    assert cells[0]["details"]["precision"] == "fp32 (fp16 weights)"
+    assert cells[1]["artifact"].endswith(".onnx")
+
+
+@pytest.fixture(scope="module")
 def fixed_batch_onnx(tmp_path_factory):
     """Batch size fixed at 4, and tensor names that are not identifiers."""
     import onnx

@@ -267,15 +267,18 @@ def _attach_data(workload: Workload, data: Path | DataFile) -> None:
 
 def _tflite_precision(path: Path) -> str:
     """What a user's LiteRT file is: full integer (by its input type), float16 or dynamic range (by
-    its weights), or float32."""
+    its weights and the ops that read them), or float32. Float16 weights that DEQUANTIZE ops turn into
+    float32 at load make a float32 model (its LiteRT cells' details say "fp32 (fp16 weights)")."""
     from ai_edge_litert.interpreter import Interpreter
+
+    from xpubench.backends.litert import fp16_weights_only
 
     interpreter = Interpreter(model_path=str(path))
     inputs = interpreter.get_input_details()
     if inputs and inputs[0]["dtype"] in (np.int8, np.uint8):
         return "uint8" if inputs[0]["dtype"] == np.uint8 else "int8"
     types = {d["dtype"] for d in interpreter.get_tensor_details()}
-    if np.float16 in types:
+    if np.float16 in types and not fp16_weights_only(interpreter):
         return "fp16"
     if np.int8 in types:
         return "int8-dynamic"
