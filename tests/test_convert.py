@@ -72,3 +72,47 @@ def test_artifacts_convert_once_and_reuse_the_file(affine_onnx, tmp_path):
     assert other.get("onnx:int8") != first
     assert not list((tmp_path / "cache").glob(".convert-*")), "staging folders are cleaned up"
 
+
+
+def test_an_opset_11_model_quantises_static_and_dynamic(tmp_path):
+    """ONNX Runtime's per-channel QDQ needs DequantizeLinear's `axis` (opset 13): an older model is upgraded first."""
+    import onnx
+    import onnxruntime as ort
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(11)
+    graph = helper.make_graph(
+        [
+            helper.make_node("Conv", ["x", "w1", "b1"], ["c1"], pads=[1, 1, 1, 1]),
+            helper.make_node("Relu", ["c1"], ["r1"]),
+            helper.make_node("Conv", ["r1", "w2"], ["c2"], pads=[1, 1, 1, 1]),
+            helper.make_node("GlobalAveragePool", ["c2"], ["g"]),
+            helper.make_node("Flatten", ["g"], ["f"]),
+            helper.make_node("Gemm", ["f", "wd"], ["y"]),
+        ],
+        "small_cnn",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["n", 3, 8, 8])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["n", 4])],
+        [
+            numpy_helper.from_array(rng.standard_normal((8, 3, 3, 3)).astype(np.float32), "w1"),
+            numpy_helper.from_array(rng.standard_normal(8).astype(np.float32), "b1"),
+            numpy_helper.from_array(rng.standard_normal((8, 8, 3, 3)).astype(np.float32), "w2"),
+            numpy_helper.from_array(rng.standard_normal((8, 4)).astype(np.float32), "wd"),
+        ],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 11)])
+    model.ir_version = 6
+    onnx.save(model, tmp_path / "opset11.onnx")
+    x = rng.standard_normal((16, 3, 8, 8)).astype(np.float32)
+    artifacts = Artifacts({"onnx:fp32": tmp_path / "opset11.onnx"}, tmp_path / "cache")
+    artifacts.use_calibration(lambda: [x], "x")
+    reference = ort.InferenceSession(str(tmp_path / "opset11.onnx")).run(None, {"x": x})[0]
+    for kind in ("onnx:int8", "onnx:int8-dynamic"):
+        path = artifacts.get(kind)
+        quantised = onnx.load(str(path))
+        assert {o.version for o in quantised.opset_import if o.domain in ("", "ai.onnx")} == {13}
+        assert any("Quant" in n.op_type or "Integer" in n.op_type for n in quantised.graph.node), kind
+        out = ort.InferenceSession(str(path)).run(None, {"x": x})[0]
+        assert out.shape == (16, 4) and np.isfinite(out).all()
+        assert np.corrcoef(out.ravel(), reference.ravel())[0, 1] > 0.9, kind
+    assert onnx.load(str(tmp_path / "opset11.onnx")).opset_import[0].version == 11  # the user's file is untouched

@@ -184,6 +184,47 @@ def test_a_tflite_file_runs_on_litert_tflm_and_through_onnx(tflite_file, tmp_pat
 
 
 @pytest.fixture(scope="module")
+def fp16_weights_tflite(tmp_path_factory):
+    """A float model stored as published mobile models are: float16 weights that DEQUANTIZE ops turn into
+    float32 at load, float32 inputs and outputs."""
+    from xpubench.convert.keras import native_output_silenced, quiet_tensorflow
+
+    quiet_tensorflow()
+    import keras
+    import tensorflow as tf
+
+    keras.utils.set_random_seed(8)
+    model = keras.Sequential([keras.Input((6, 6, 2), name="image"), keras.layers.Conv2D(4, 3, activation="relu"),
+                              keras.layers.Flatten(), keras.layers.Dense(3, activation="softmax")])
+    converter = tf.lite.TFLiteConverter.from_keras_model(model)
+    converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    converter.target_spec.supported_types = [tf.float16]
+    path = tmp_path_factory.mktemp("fp16") / "mobile.tflite"
+    with native_output_silenced():
+        path.write_bytes(converter.convert())
+    return path
+
+
+def test_a_tflite_file_with_fp16_weights_is_a_float_model(fp16_weights_tflite, tmp_path):
+    from ai_edge_litert.interpreter import Interpreter
+
+    from xpubench.models import resolve
+
+    interpreter = Interpreter(model_path=str(fp16_weights_tflite))
+    assert np.float16 in {d["dtype"] for d in interpreter.get_tensor_details()}  # what the old rule saw
+    assert resolve(str(fp16_weights_tflite)).source_kind == "tflite:fp32"
+    _, cells = run_json(tmp_path, str(fp16_weights_tflite), "--backend", "litert,onnxruntime",
+                        "--precision", "fp32", "--batch", "1")
+    assert [(c["backend"], c["precision"]) for c in cells] == [("litert", "fp32"), ("onnxruntime", "fp32")]
+    for cell in cells:
+        assert_measured(cell)
+        assert cell["fidelity"]["reference"] == "litert tflite:fp32"
+        assert cell["fidelity"]["max_abs"] < 1e-5 and cell["fidelity"]["top1_agreement"] == 1.0
+    assert cells[0]["details"]["precision"] == "fp32 (fp16 weights)"
+    assert cells[1]["artifact"].endswith(".onnx")
+
+
+@pytest.fixture(scope="module")
 def fixed_batch_onnx(tmp_path_factory):
     """Batch size fixed at 4, and tensor names that are not identifiers."""
     import onnx
@@ -301,3 +342,50 @@ def test_a_torch_module_is_benchmarked_from_python(tmp_path):
     assert all(r["fidelity"]["max_abs"] < 1e-5 for r in records)
     with pytest.raises(ValueError, match="example_inputs"):
         benchmark(Mlp(), results=tmp_path / "res")
+
+
+def test_a_torchscript_file_runs_on_torch_and_through_onnx(tmp_path):
+    import torch
+
+    class Scorer(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.layer = torch.nn.Linear(6, 4)
+
+        def forward(self, hits):
+            return torch.softmax(self.layer(torch.relu(hits)), dim=-1)
+
+    torch.manual_seed(3)
+    scripted = torch.jit.script(Scorer().eval())
+    scripted.save(str(tmp_path / "scorer.pt"))
+    torch.jit.trace(Scorer().eval(), torch.randn(2, 6)).save(str(tmp_path / "traced.jit"))
+    done = run_cli("run", str(tmp_path / "scorer.pt"), "--backend", "torch", "--results", str(tmp_path / "r0"), *FAST)
+    assert done.returncode == 2 and "--shape hits=D,D,..." in done.stderr, done.stderr[-2000:]
+    for name in ("scorer.pt", "traced.jit"):
+        _, cells = run_json(tmp_path, str(tmp_path / name), "--shape", "hits=6", "--backend", "torch,onnxruntime",
+                            "--precision", "fp32", "--batch", "1,3")
+        assert [(c["backend"], c["batch_size"]) for c in cells] == [
+            ("torch", 1), ("torch", 3), ("onnxruntime", 1), ("onnxruntime", 3)]
+        for cell in cells:
+            assert_measured(cell)
+            assert cell["fidelity"]["reference"] == "torch torchscript:fp32"
+            assert cell["fidelity"]["max_abs"] < 1e-5 and cell["fidelity"]["top1_agreement"] == 1.0
+        assert cells[0]["artifact"].endswith(name) and cells[2]["artifact"].endswith(".onnx")
+
+
+def test_weights_without_a_graph_get_a_hint_how_to_export_them(tmp_path):
+    from xpubench.errors import UsageError
+    from xpubench.models import resolve
+
+    torch = pytest.importorskip("torch")
+    (tmp_path / "hf").mkdir()
+    (tmp_path / "hf" / "config.json").write_text('{"model_type": "bert"}')
+    (tmp_path / "hf" / "model.safetensors").write_bytes(b"\0" * 16)
+    (tmp_path / "weights").mkdir()
+    (tmp_path / "weights" / "model.safetensors").write_bytes(b"\0" * 16)
+    torch.save({"w": torch.zeros(2)}, tmp_path / "checkpoint.pt")
+    expected = {"hf": "optimum-cli export onnx", "weights": "torch.export.save", "checkpoint.pt": "torch.jit.script"}
+    for name, hint in expected.items():
+        with pytest.raises(UsageError) as caught:
+            resolve(str(tmp_path / name))
+        assert hint in str(caught.value) and "\n" not in str(caught.value), str(caught.value)

@@ -21,6 +21,9 @@ class TensorSpec:
     name: str
     shape: tuple[int | None, ...]
     dtype: np.dtype
+    # False where the file records no shape at all (a TorchScript module's Tensor argument): `shape` is
+    # then (None,), and --shape gives every dimension after the batch.
+    rank_known: bool = True
 
     @property
     def fixed_batch(self) -> int | None:

@@ -106,7 +106,27 @@ class LiteRTBackend(Backend):
         return delegated_share(self._interpreter._get_ops_details())
 
     def details(self) -> dict[str, Any]:
-        return {"xnnpack": self.options["xnnpack"], "io_types": [np.dtype(d["dtype"]).name for d in self._in]}
+        found = {"xnnpack": self.options["xnnpack"], "io_types": [np.dtype(d["dtype"]).name for d in self._in]}
+        if fp16_weights_only(self._interpreter):
+            found["precision"] = "fp32 (fp16 weights)"  # stored at half size, computed in float32
+        return found
+
+
+def fp16_weights_only(interpreter: Any) -> bool:
+    """Whether a flatbuffer's float16 tensors are all weights that DEQUANTIZE ops turn into float32 at
+    load: a float32 model stored at half size (TFLiteConverter's float16 optimisation, the usual form of
+    published mobile models), not a model that computes in float16."""
+    half = {d["index"] for d in interpreter.get_tensor_details() if d["dtype"] == np.float16}
+    if not half:
+        return False
+    for op in interpreter._get_ops_details():
+        if op["op_name"] == "DELEGATE":  # a partition of the nodes listed before it, weights among its inputs
+            continue
+        if half & {int(i) for i in op["outputs"]}:
+            return False  # a float16 tensor computed at run time
+        if op["op_name"] != "DEQUANTIZE" and half & {int(i) for i in op["inputs"] if i >= 0}:
+            return False  # an op that reads float16 itself
+    return True
 
 
 def delegated_share(ops: list[dict]) -> float:

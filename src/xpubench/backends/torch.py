@@ -1,4 +1,5 @@
-"""PyTorch on a torch.export program (.pt2): eager or torch.compile, float32 or bfloat16, CPU or CUDA."""
+"""PyTorch on a torch.export program (.pt2), eager or torch.compile, or on a TorchScript module (.pt), float32 or
+bfloat16, CPU or CUDA."""
 
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ _C_COMPILERS = ("c++", "g++", "clang++")
 
 class TorchBackend(Backend):
     name = "torch"
-    formats = ("pt2",)
+    formats = ("pt2", "torchscript")
     devices = ("cpu", "cuda")
     precisions = ("fp32", "bf16")
     option_choices = {"mode": ("eager", "compile")}
@@ -29,6 +30,14 @@ class TorchBackend(Backend):
     @classmethod
     def artifact_kind(cls, precision: str, options: Mapping[str, str] | None = None) -> str:
         return "pt2:fp32"  # bf16 is the float32 program cast when it is loaded
+
+    @classmethod
+    def artifact_kinds(cls, precision: str, options: Mapping[str, str] | None = None) -> tuple[str, ...]:
+        """A TorchScript source runs as it is, eagerly; torch.compile takes no ScriptModule, so it gets the
+        torch.export program (which a TorchScript source reaches through ONNX)."""
+        if cls.resolve_options(options)["mode"] == "compile":
+            return ("pt2:fp32",)
+        return ("torchscript:fp32", "pt2:fp32")
 
     @classmethod
     def unavailable_reason(
@@ -65,6 +74,9 @@ class TorchBackend(Backend):
             pass
         self._device = torch.device(self.device if self.device != "cuda" else "cuda:0")
         self._dtype = torch.bfloat16 if self.precision == "bf16" else torch.float32
+        if self.artifact.suffix != ".pt2":  # TorchScript
+            self._open_torchscript()
+            return
         extra = {META_FILE: ""}
         program = torch.export.load(str(self.artifact), extra_files=extra)
         self._specs = _input_specs(program, extra[META_FILE])
@@ -86,6 +98,20 @@ class TorchBackend(Backend):
             # forward itself: Module.__call__'s hook dispatch costs ~10 us, and the program's hooks
             # only matter for nn.Module inputs, which a benchmark never passes.
             self._call = module.forward
+        self._bind()
+
+    def _open_torchscript(self) -> None:
+        import torch
+
+        from xpubench.convert.torchscript import input_names
+
+        module = torch.jit.load(str(self.artifact), map_location=self._device).eval()
+        if self._dtype != torch.float32:
+            module.to(self._dtype)
+        # Tensor arguments of unknown shape and dtype: float32 samples, shaped by --shape.
+        self._specs = [TensorSpec(n, (None,), np.dtype(np.float32), rank_known=False) for n in input_names(module)]
+        self._module = module
+        self._call = module.forward
         self._bind()
 
     def _bind(self) -> None:

@@ -29,6 +29,7 @@ CONVERTER_MODULES = (
     "xpubench.convert.onnx",
     "xpubench.convert.tflite",
     "xpubench.convert.torch",
+    "xpubench.convert.torchscript",
     "xpubench.convert.openvino",
     "xpubench.convert.hls4ml",
     "xpubench.convert.edgetpu",
@@ -42,6 +43,7 @@ FORMAT_SUFFIX = {
     "tflite": ".tflite",
     "openvino": ".xml",
     "pt2": ".pt2",
+    "torchscript": ".pt",
     "hls4ml": ".hls4ml",
     "edgetpu": "_edgetpu.tflite",
 }

@@ -10,6 +10,10 @@ from pathlib import Path
 from xpubench.convert.graph import ConversionContext, converter
 from xpubench.convert.keras import native_output_silenced
 
+# ONNX Runtime's quantiser writes per-channel DequantizeLinear nodes with an `axis` attribute, which
+# exists from opset 13; it keeps the model's opset, so an older model quantises into an invalid graph.
+QUANTISE_OPSET = 13
+
 
 @contextlib.contextmanager
 def _quiet() -> Iterator[None]:
@@ -22,6 +26,21 @@ def _quiet() -> Iterator[None]:
             yield
     finally:
         root.setLevel(level)
+
+
+def _upgraded_opset(src: Path, dst: Path) -> Path:
+    """`src`, or a copy of it converted to QUANTISE_OPSET next to `dst` when its opset is older
+    (a newer opset is kept)."""
+    import onnx
+    from onnx import version_converter
+
+    model = onnx.load(str(src))
+    opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), QUANTISE_OPSET)
+    if opset >= QUANTISE_OPSET:
+        return src
+    upgraded = dst.with_name(f"opset{QUANTISE_OPSET}.onnx")
+    onnx.save(version_converter.convert_version(model, QUANTISE_OPSET), str(upgraded))
+    return upgraded
 
 
 @converter("onnx:fp32", "onnx:fp16", requires=("onnx", "onnxconverter_common"))
@@ -39,8 +58,11 @@ def onnx_to_int8_dynamic(src: Path, dst: Path, ctx: ConversionContext) -> None:
     """int8 weights; activations quantised on the fly at run time (the dynamic-range form)."""
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
+    upgraded = _upgraded_opset(src, dst)
     with _quiet():
-        quantize_dynamic(str(src), str(dst), weight_type=QuantType.QInt8)
+        quantize_dynamic(str(upgraded), str(dst), weight_type=QuantType.QInt8)
+    if upgraded != src:
+        upgraded.unlink()
 
 
 @converter("onnx:fp32", "onnx:int8", calibrated=True, requires=("onnxruntime",))
@@ -66,9 +88,10 @@ def onnx_to_int8(src: Path, dst: Path, ctx: ConversionContext) -> None:
             i = next(self._starts, None)
             return None if i is None else {n: a[i : i + batch] for n, a in zip(names, arrays, strict=True)}
 
+    upgraded = _upgraded_opset(src, dst)
     prepared = dst.with_name("preprocessed.onnx")
     with _quiet():
-        quant_pre_process(str(src), str(prepared), skip_symbolic_shape=True)
+        quant_pre_process(str(upgraded), str(prepared), skip_symbolic_shape=True)
         quantize_static(
             str(prepared),
             str(dst),
@@ -81,3 +104,5 @@ def onnx_to_int8(src: Path, dst: Path, ctx: ConversionContext) -> None:
             reduce_range=True,
         )
     prepared.unlink()
+    if upgraded != src:
+        upgraded.unlink()

@@ -118,31 +118,69 @@ class Energy:
         return found
 
 
+# Metrics that score class predictions: their models' outputs are class scores, whatever their shape.
+CLASSIFICATION_METRICS = ("top1", "auc")
+# An element of a map or regression output agrees with the reference when it is within this fraction
+# of the largest |reference| value of its output (a scale-free tolerance: outputs come in any unit).
+FIDELITY_TOLERANCE = 1e-3
+
+
 @dataclass(frozen=True)
 class Fidelity:
-    """A variant's outputs against the float32 reference's, on the same inputs."""
+    """A variant's outputs against the float32 reference's, on the same inputs.
+
+    Class scores ([batch, classes], or the model's metric says so) get top-1 agreement; maps and
+    regressions (segmentation [B, C, H, W], detection maps, continuous targets) get the relative error,
+    the cosine similarity and the share of elements within a stated tolerance instead, since the argmax
+    of a map's last axis is not a class and flips on differences of 1e-6.
+    """
 
     max_abs: float
     mean_abs: float
-    top1_agreement: float | None  # None when the output is not a class score vector
+    top1_agreement: float | None  # class scores only
     reference: str  # which runtime and artifact gave the reference
+    relative_error: float | None = None  # ||output - reference|| / ||reference||, maps and regressions only
+    cosine_similarity: float | None = None  # of the flattened outputs and reference, maps and regressions only
+    within_tolerance: float | None = None  # share of elements with |output - reference| <= tolerance_rel x max|ref|
+    tolerance_rel: float | None = None  # that tolerance, as a fraction of each output's largest |reference|
 
     @classmethod
-    def compare(cls, outputs: list[Any], reference: list[Any], reference_name: str) -> Fidelity:
+    def compare(
+        cls, outputs: list[Any], reference: list[Any], reference_name: str, metric: str | None = None
+    ) -> Fidelity:
+        """`metric` is the model's task metric, where it has one: it decides what counts as class scores."""
         import numpy as np
 
-        pairs = zip(outputs, reference, strict=True)
-        diffs = [np.abs(np.asarray(o, np.float64) - np.asarray(r, np.float64)) for o, r in pairs]
-        first, ref = np.asarray(outputs[0]), np.asarray(reference[0])
-        agreement = None
-        if first.ndim >= 2 and first.shape[-1] > 1:
-            agreement = float(np.mean(np.argmax(first, axis=-1) == np.argmax(ref, axis=-1)))
+        outs = [np.asarray(o, np.float64) for o in outputs]
+        refs = [np.asarray(r, np.float64) for r in reference]
+        diffs = [np.abs(o - r) for o, r in zip(outs, refs, strict=True)]
+        common = {
+            "max_abs": float(max(d.max() for d in diffs)),
+            "mean_abs": float(np.mean(np.concatenate([d.ravel() for d in diffs]))),
+            "reference": reference_name,
+        }
+        if is_class_scores(outs[0], metric):
+            agreement = float(np.mean(np.argmax(outs[0], axis=-1) == np.argmax(refs[0], axis=-1)))
+            return cls(top1_agreement=agreement, **common)
+        out, ref = np.concatenate([o.ravel() for o in outs]), np.concatenate([r.ravel() for r in refs])
+        ref_norm, out_norm = float(np.linalg.norm(ref)), float(np.linalg.norm(out))
+        within = [d <= FIDELITY_TOLERANCE * np.abs(r).max(initial=0.0) for d, r in zip(diffs, refs, strict=True)]
         return cls(
-            max_abs=float(max(d.max() for d in diffs)),
-            mean_abs=float(np.mean(np.concatenate([d.ravel() for d in diffs]))),
-            top1_agreement=agreement,
-            reference=reference_name,
+            top1_agreement=None,
+            relative_error=float(np.linalg.norm(out - ref)) / ref_norm if ref_norm > 0 else None,
+            cosine_similarity=float(out @ ref) / (out_norm * ref_norm) if out_norm > 0 and ref_norm > 0 else None,
+            within_tolerance=float(np.mean(np.concatenate([w.ravel() for w in within]))),
+            tolerance_rel=FIDELITY_TOLERANCE,
+            **common,
         )
+
+
+def is_class_scores(output: Any, metric: str | None = None) -> bool:
+    """Whether a model's first output holds class scores: by its metric where it has one, else by
+    shape, [batch, classes] with more than one class."""
+    if metric is not None:
+        return metric in CLASSIFICATION_METRICS and output.ndim >= 2 and output.shape[-1] > 1
+    return output.ndim == 2 and output.shape[-1] > 1
 
 
 @dataclass(frozen=True)

@@ -22,7 +22,14 @@ if TYPE_CHECKING:
     from xpubench.data.files import DataFile
 
 # A user's file: its suffix -> its artifact format.
-USER_FORMATS = {".onnx": "onnx", ".tflite": "tflite", ".keras": "keras", ".pt2": "pt2"}  # and SavedModel folders
+USER_FORMATS = {
+    ".onnx": "onnx",
+    ".tflite": "tflite",
+    ".keras": "keras",
+    ".pt2": "pt2",
+    ".pt": "torchscript",  # torch.jit.script / torch.jit.trace, saved with .save()
+    ".jit": "torchscript",
+}  # and SavedModel folders
 # The runtime that runs each source format unconverted: the float32 reference for fidelity.
 REFERENCE_BACKEND = {
     "keras": "tensorflow",
@@ -30,6 +37,7 @@ REFERENCE_BACKEND = {
     "onnx": "onnxruntime",
     "tflite": "litert",
     "pt2": "torch",
+    "torchscript": "torch",
 }
 CALIBRATION_SAMPLES = 256
 RANDOM_SAMPLES = 64  # inputs drawn from the signature when the user gave no data
@@ -102,6 +110,8 @@ def apply_shape(spec: TensorSpec, shapes: Mapping[str, tuple[int, ...]]) -> Tens
     given = shapes.get(spec.name, shapes.get(""))
     if given is None:
         return spec
+    if not spec.rank_known:
+        return TensorSpec(spec.name, (spec.shape[0], *given), spec.dtype)
     if len(given) != len(spec.shape) - 1:
         raise UsageError(
             f"--shape for input {spec.name!r} has {len(given)} dimensions; one sample of it has "
@@ -119,6 +129,11 @@ def random_inputs(specs: list[TensorSpec], count: int, seed: int) -> list[np.nda
     arrays = []
     for spec in specs:
         dims = spec.shape[1:]
+        if not spec.rank_known:
+            raise UsageError(
+                f"input {spec.name!r} has no recorded shape (TorchScript keeps none): give one sample's shape "
+                f"with --shape {spec.name}=D,D,..."
+            )
         if any(d is None for d in dims):
             shown = "x".join("?" if d is None else str(d) for d in dims)
             raise UsageError(
@@ -151,19 +166,57 @@ def resolve(
         path = Path(name)
         if path.is_dir() and (path / "saved_model.pb").is_file():
             workload = _user_workload(path, shapes)
+        elif path.is_dir() and (hint := _weights_folder_hint(path)):
+            raise UsageError(hint)
         elif path.suffix.lower() not in USER_FORMATS:
             if not path.exists():
                 raise UsageError(
                     f"unknown model {name!r}: choose from {', '.join(ZOO)} (xpubench zoo) or give a model file"
                 )
-            raise UsageError(f"{name} is not a model file: give a .onnx, .tflite, .keras or .pt2 file or a SavedModel")
+            raise UsageError(
+                f"{name} is not a model file: give a .onnx, .tflite, .keras, .pt2 or TorchScript (.pt) file, "
+                "or a SavedModel folder"
+            )
         elif not path.is_file():
             raise UsageError(f"no such model file: {name}")
         else:
             workload = _user_workload(path, shapes)
     if data is not None:
         workload = _with_data(workload, data)
+    _check_shapes(workload)
     return workload
+
+
+def _check_shapes(workload: Workload) -> None:
+    """--shape names inputs the model has, and agrees with the samples of --data: otherwise the cells would
+    measure at the data's shape while the roofline counts the --shape graph."""
+    if not workload.shapes:
+        return
+    named = [name for name in workload.shapes if name]
+    specs = workload.input_specs if named else None  # opens the model in its reference runtime
+    if specs is not None:
+        real = [spec.name for spec in specs]
+        unknown = [name for name in named if name not in real]
+        if unknown:
+            raise UsageError(
+                f"--shape names {', '.join(map(repr, unknown))}, which {workload.name} has no input of: "
+                f"its inputs are {', '.join(map(repr, real))}"
+            )
+    if workload.x_eval is None:
+        return
+    name = specs[0].name if specs else ""  # the data feeds the first input
+    given = workload.shapes.get(name, workload.shapes.get(""))
+    sample = tuple(int(d) for d in workload.x_eval.shape[1:])
+    if given is not None and tuple(given) != sample:
+        shown = f"{name}=" if name else ""
+        raise UsageError(
+            f"--data {workload.dataset} holds samples of shape {_dims(sample)}, but --shape {shown}{_dims(given)} "
+            "says otherwise: drop --shape to measure at the data's shape, or give data of that shape"
+        )
+
+
+def _dims(shape: tuple[int, ...]) -> str:
+    return ",".join(str(d) for d in shape)
 
 
 def _zoo_workload(name: str, say: Callable[[str], None], shapes: dict) -> Workload:
@@ -208,6 +261,17 @@ def _user_workload(path: Path, shapes: dict) -> Workload:
     return workload
 
 
+def _weights_folder_hint(path: Path) -> str | None:
+    """A folder of weights (safetensors, a Hugging Face model folder) holds no graph to run: how to export one."""
+    if (path / "config.json").is_file() and any(path.glob("*.safetensors")):
+        return (f"{path} is a Hugging Face model folder (weights, no graph): export it first, e.g. "
+                f"`optimum-cli export onnx --model {path} {path.name}-onnx/`, and give the .onnx file")
+    if any(path.glob("*.safetensors")):
+        return (f"{path} holds safetensors weights, not a model: load them into the PyTorch module in Python and "
+                "save it with torch.export.save(torch.export.export(module, example), 'model.pt2')")
+    return None
+
+
 def _with_data(workload: Workload, data: Path | DataFile) -> Workload:
     """--data FILE: `x` feeds accuracy, fidelity and calibration; `y` (optional) scores the outputs:
     top-1 for integer class labels, resolution for numeric targets."""
@@ -224,15 +288,18 @@ def _with_data(workload: Workload, data: Path | DataFile) -> Workload:
 
 def _tflite_precision(path: Path) -> str:
     """What a user's LiteRT file is: full integer (by its input type), float16 or dynamic range (by
-    its weights), or float32."""
+    its weights and the ops that read them), or float32. Float16 weights that DEQUANTIZE ops turn into
+    float32 at load make a float32 model (its LiteRT cells' details say "fp32 (fp16 weights)")."""
     from ai_edge_litert.interpreter import Interpreter
+
+    from xpubench.backends.litert import fp16_weights_only
 
     interpreter = Interpreter(model_path=str(path))
     inputs = interpreter.get_input_details()
     if inputs and inputs[0]["dtype"] in (np.int8, np.uint8):
         return "uint8" if inputs[0]["dtype"] == np.uint8 else "int8"
     types = {d["dtype"] for d in interpreter.get_tensor_details()}
-    if np.float16 in types:
+    if np.float16 in types and not fp16_weights_only(interpreter):
         return "fp16"
     if np.int8 in types:
         return "int8-dynamic"
@@ -246,6 +313,13 @@ def _check_is_model(path: Path, fmt: str) -> None:
     head = path.read_bytes()[:8]
     if fmt == "tflite" and head[4:8] != b"TFL3":
         raise UsageError(f"{path} is not a TFLite model (no TFL3 identifier): give a .tflite flatbuffer")
+    if fmt == "torchscript":
+        names = zipfile.ZipFile(path).namelist() if zipfile.is_zipfile(path) else []
+        if not any("/code/" in n for n in names):
+            raise UsageError(
+                f"{path} is not TorchScript (a torch.save checkpoint or pickle holds no graph): save the module "
+                "with torch.jit.script(module).save('model.pt'), or torch.export.save(program, 'model.pt2')"
+            )
     if fmt in ("keras", "pt2") and not zipfile.is_zipfile(path):
         how = "model.save('model.keras')" if fmt == "keras" else "torch.export.save(program, 'model.pt2')"
         raise UsageError(f"{path} is not a {fmt} archive: save it with {how}")

@@ -56,7 +56,11 @@ COLUMNS: dict[str, str] = {
     "accuracy_delta": "accuracy minus the float32 reference's on the same data",
     "fidelity.max_abs": "largest absolute difference of any output from the float32 reference",
     "fidelity.mean_abs": "mean absolute difference from the float32 reference",
-    "fidelity.top1_agreement": "share of samples whose top class equals the reference's",
+    "fidelity.top1_agreement": "share of samples whose top class equals the reference's (class scores only)",
+    "fidelity.relative_error": "||output - reference|| / ||reference||, all outputs flattened (maps, regressions)",
+    "fidelity.cosine_similarity": "cosine of the flattened outputs and reference (maps, regressions)",
+    "fidelity.within_tolerance": "share of output elements within the tolerance of the reference (maps, regressions)",
+    "fidelity.tolerance_rel": "that tolerance, as a fraction of the largest |reference| value of each output",
     "fidelity.reference": "the runtime and artifact that gave the reference outputs",
     "delegated_fraction": "share of the graph the delegate or accelerator ran (empty: not applicable)",
     "emulated": "True when the device is emulated (latency says nothing about the chip)",
@@ -82,7 +86,8 @@ FLOAT_COLUMNS = tuple(
     c for c in COLUMNS if c not in BOOL_COLUMNS
     and c.startswith(("latency_ms.", "fidelity.m", "energy.k", "energy.t", "price.u", "roofline."))
     or c in ("per_sample_ms", "throughput_sps", "duration_s", "first_inference_ms", "accuracy.value",
-             "accuracy_delta", "fidelity.top1_agreement", "delegated_fraction", "energy_mj")
+             "accuracy_delta", "fidelity.top1_agreement", "fidelity.relative_error", "fidelity.cosine_similarity",
+             "fidelity.within_tolerance", "fidelity.tolerance_rel", "delegated_fraction", "energy_mj")
 )
 INT_COLUMNS = ("batch_size", "threads", "runs", "model_bytes")
 JSON_FIELDS = ("details", "confusion")  # kept whole, as JSON text: their shape varies

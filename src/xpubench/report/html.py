@@ -168,6 +168,12 @@ FIDELITY_COLUMNS: tuple[Column, ...] = (
     Column("top-1 agreement", "fidelity.top1_agreement", lambda v: num(v, 4)),
     Column("max |Δ|", "fidelity.max_abs", lambda v: num(v, 3)),
     Column("mean |Δ|", "fidelity.mean_abs", lambda v: num(v, 3)),
+    # Maps and regressions (no top-1): how close the whole output is, and the share of close elements.
+    Column("relative error", "fidelity.relative_error", lambda v: num(v, 3), optional=True),
+    Column("cosine", "fidelity.cosine_similarity", lambda v: num(v, 6), optional=True),
+    Column("within tolerance", "fidelity.within_tolerance", lambda v: "" if v is None else f"{v:.2%}", 100.0,
+           optional=True),
+    Column("tolerance [× max|ref|]", "fidelity.tolerance_rel", lambda v: num(v, 3), optional=True),
     Column("reference", "fidelity.reference", text, None),
 )
 

@@ -138,7 +138,7 @@ def score(backend: Backend, workload: Workload, batch: int) -> dict:
     found: dict = {}
     reference = workload.reference or None  # () when it could not be computed
     if reference is not None:
-        found["fidelity"] = Fidelity.compare(outputs, reference[0], reference[1])
+        found["fidelity"] = Fidelity.compare(outputs, reference[0], reference[1], workload.metric)
     if workload.y_eval is not None and workload.metric:
         from xpubench.models.metrics import confusion, evaluate
 
