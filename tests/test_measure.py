@@ -79,26 +79,35 @@ def test_bad_config_is_rejected_when_built(field, value):
 
 
 def test_steady_samples_are_stable():
-    verdict = stability(np.full(1000, 1_000_000), 0.1, 0.2)
-    assert verdict.stable and verdict.warnings == ()
+    verdict = stability([np.full(1000, 1_000_000)] * 3, 0.1, 0.2, interval_halfwidth=0.01)
+    assert verdict.stable and verdict.warnings == () and verdict.tolerance == 0.05
 
 
 def test_drifting_samples_are_flagged():
     drifting = np.linspace(1_000_000, 1_300_000, 1000)
-    verdict = stability(drifting, None, None)
+    verdict = stability([drifting], None, None)
     assert not verdict.stable
-    assert any("drift" in w for w in verdict.warnings)
+    assert any("drift" in w for w in verdict.warnings) and verdict.window_drift > 0.1
 
 
-def test_noisy_samples_are_flagged():
+def test_a_heavy_tail_is_a_figure_not_a_doubt():
     rng = np.random.default_rng(2)
-    verdict = stability(rng.exponential(1e6, 1000), None, None)
-    assert any("stdev" in w for w in verdict.warnings)
+    tail = np.concatenate([np.full(950, 1e6), rng.uniform(5e6, 20e6, 50)])  # 5 % of calls 5-20x slower
+    rng.shuffle(tail)
+    verdict = stability([tail, tail[::-1]], None, None, interval_halfwidth=0.0)
+    assert verdict.stable and verdict.warnings == ()
+    assert verdict.tail_ratio > 4
 
 
-def test_rising_load_is_flagged():
-    verdict = stability(np.full(100, 1e6), 0.2, 1.5)
-    assert any("load average rose" in w for w in verdict.warnings)
+def test_repeats_that_disagree_are_flagged_with_the_tolerance():
+    verdict = stability([np.full(100, 1e6), np.full(100, 1.2e6)], None, None, interval_halfwidth=0.6)
+    assert not verdict.stable
+    assert any("repeats' medians disagree" in w and "(> +-5%)" in w for w in verdict.warnings)
+
+
+def test_rising_load_is_noted_but_no_doubt():
+    verdict = stability([np.full(100, 1e6)], 0.2, 1.5)
+    assert any("load average rose" in w for w in verdict.warnings) and verdict.stable
 
 
 def test_cell_result_derives_per_sample_time_throughput_and_energy():
@@ -106,11 +115,11 @@ def test_cell_result_derives_per_sample_time_throughput_and_energy():
     config = MeasureConfig(warmup_runs=0, warmup_time_s=0, min_runs=10, min_time_s=0)
     samples = measure(backend.infer, POOL, config, backend.clock)
     cell = Cell(model="m", backend="null", batch_size=8)
-    result = CellResult.from_samples(cell, samples, stability(samples.samples_ns, None, None), tdp_w=15.0)
+    result = CellResult.from_samples(cell, samples, stability([samples.samples_ns], None, None), tdp_w=15.0)
     record = result.as_dict()
     assert record["latency_ms"]["median"] == pytest.approx(4.0)
     assert record["per_sample_ms"] == pytest.approx(0.5)
     assert record["throughput_sps"] == pytest.approx(2000.0)
     assert record["energy"] == {"k_w_ms": pytest.approx(7.5), "tdp_w": 15.0, "source": "modelled"}
-    unknown = CellResult.from_samples(cell, samples, stability(samples.samples_ns, None, None), tdp_w=None)
+    unknown = CellResult.from_samples(cell, samples, stability([samples.samples_ns], None, None), tdp_w=None)
     assert unknown.as_dict()["energy"] == {"k_w_ms": None, "tdp_w": None, "source": "unknown"}

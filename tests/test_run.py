@@ -144,6 +144,10 @@ def test_kill_9_mid_sweep_then_resume_measures_each_cell_exactly_once(relu_onnx,
     proc.communicate(timeout=30)
     # At once: a worker left alone would finish its cell (2 s or more) before finding its parent gone
     assert wait_until_gone(proc.pid, 1.5) == [], "a worker outlived its sweep"
+    # Its command line is gone first; the process itself a moment later (a dying process's memory is freed).
+    gone_by = time.monotonic() + 1.5
+    while any(alive(pid) for pid in measuring) and time.monotonic() < gone_by:
+        time.sleep(0.05)
     assert not any(alive(pid) for pid in measuring)
     run_id = stored[0]["run_id"]
     assert len(rows(results)) < len(batches)

@@ -24,7 +24,7 @@ from xpubench.store import SCHEMA_VERSION, ResultStore
 def measured(cell: Cell) -> CellResult:
     backend = NullBackend(script=[1e-3, 2e-3])
     samples = measure(backend.infer, [np.zeros((1, 1))], MeasureConfig(0, 0, 10, 0), backend.clock)
-    return CellResult.from_samples(cell, samples, stability(samples.samples_ns, None, None), None, dataset="d")
+    return CellResult.from_samples(cell, samples, stability([samples.samples_ns], None, None), None, dataset="d")
 
 
 def test_cells_are_stored_with_their_samples_and_the_run_environment(tmp_path):

@@ -30,6 +30,7 @@ class Comparison:
     p_value: float | None
     significant: bool
     verdict: str  # regression | improvement | same | within threshold | only in A | only in B | not comparable
+    test: str = ""  # which test gave the p-value
 
 
 def compare_samples(
@@ -52,19 +53,44 @@ def compare_samples(
     ratio = median_b / median_a if median_a > 0 else math.inf
     p_value = float(mannwhitneyu(a, b, alternative="two-sided").pvalue)
     significant = p_value < alpha
-    if significant and ratio > 1 + threshold:
-        verdict = "regression"
-    elif significant and ratio < 1 / (1 + threshold):
-        verdict = "improvement"
-    elif significant:
-        verdict = "within threshold"
+    return Comparison(key, median_a / 1e6, median_b / 1e6, ratio, p_value, significant,
+                      _verdict(significant, ratio, threshold), "Mann-Whitney U on the raw call times")
+
+
+def compare_repeats(
+    a_ms: list[float], b_ms: list[float], threshold: float = 0.05, alpha: float = 0.01, key: str = ""
+) -> Comparison:
+    """Welch's t test on the repeats' medians of A and B (each repeat a worker session of its own), the
+    ratio of their means (the cells' medians), and the verdict as in `compare_samples`. Repeats are the
+    independent measurements; the calls within one are not."""
+    import numpy as np
+    from scipy.stats import ttest_ind
+
+    a, b = np.asarray(a_ms, dtype=np.float64), np.asarray(b_ms, dtype=np.float64)
+    if a.size < 2 or b.size < 2:
+        raise ValueError("each side needs at least 2 repeats")
+    mean_a, mean_b = float(a.mean()), float(b.mean())
+    ratio = mean_b / mean_a if mean_a > 0 else math.inf
+    if np.ptp(a) == 0 and np.ptp(b) == 0:  # no spread at all: the t statistic is undefined
+        p_value = 0.0 if mean_a != mean_b else 1.0
     else:
-        verdict = "same"
-    return Comparison(key, median_a / 1e6, median_b / 1e6, ratio, p_value, significant, verdict)
+        p_value = float(ttest_ind(a, b, equal_var=False).pvalue)
+    significant = p_value < alpha
+    return Comparison(key, mean_a, mean_b, ratio, p_value, significant, _verdict(significant, ratio, threshold),
+                      f"Welch t on {a.size} + {b.size} repeat medians")
+
+
+def _verdict(significant: bool, ratio: float, threshold: float) -> str:
+    if significant and ratio > 1 + threshold:
+        return "regression"
+    if significant and ratio < 1 / (1 + threshold):
+        return "improvement"
+    return "within threshold" if significant else "same"
 
 
 def compare_runs(store: ResultStore, run_a: str, run_b: str, threshold: float, alpha: float) -> list[Comparison]:
-    """Every cell key of either run: compared where both runs measured it with raw samples."""
+    """Every cell key of either run: compared on the repeats' medians where both runs measured it in two
+    repeats or more, else on the raw call times."""
     records_a = {r["key"]: r for r in store.cells(run_a)}
     records_b = {r["key"]: r for r in store.cells(run_b)}
     found = []
@@ -72,6 +98,11 @@ def compare_runs(store: ResultStore, run_a: str, run_b: str, threshold: float, a
         if key not in records_b or key not in records_a:
             side = "A" if key in records_a else "B"
             found.append(Comparison(key, None, None, None, None, False, f"only in {side}"))
+            continue
+        repeats_a = (records_a[key].get("repeats") or {}).get("medians_ms") or []
+        repeats_b = (records_b[key].get("repeats") or {}).get("medians_ms") or []
+        if len(repeats_a) >= 2 and len(repeats_b) >= 2:
+            found.append(compare_repeats(repeats_a, repeats_b, threshold, alpha, key))
             continue
         a = store.samples(run_a, key)
         b = store.samples(run_b, key)
@@ -87,8 +118,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "compare",
         help="compare two stored runs cell by cell; exit 1 when B regresses",
-        description="For each cell key in both runs: median of B / median of A and a Mann-Whitney U test on "
-        "the raw samples. A regression is B slower, significant at --alpha, and beyond --threshold. "
+        description="For each cell key in both runs: median of B / median of A and a test of the difference: "
+        "Welch's t test on the repeats' medians where both cells have two repeats or more (each repeat a worker "
+        "session: the independent measurements), else a Mann-Whitney U test on the raw call times. A regression "
+        "is B slower, significant at --alpha, and beyond --threshold. "
         "Exit status: 0 no regression, 1 at least one regression, 2 a usage error (e.g. an unknown run id).",
     )
     p.add_argument("run_a", metavar="RUN_A", help="the baseline run id (xpubench show --list)")
@@ -96,7 +129,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--threshold", type=float, default=0.05, metavar="F",
                    help="a significant slow-down is a regression when B/A exceeds 1 + F (default: 0.05)")
     p.add_argument("--alpha", type=float, default=0.01, metavar="P",
-                   help="significance level of the Mann-Whitney U test (default: 0.01)")
+                   help="significance level of the test (default: 0.01)")
     p.add_argument("--json", action="store_true", help="print the comparisons as JSON")
     add_results_option(p)
     p.set_defaults(execute=execute)

@@ -69,4 +69,5 @@ SETTING_FLAGS = {
     "cell_timeout_s": "--cell-timeout",
     "pin": "--pin",
     "tdp_w": "--tdp",
+    "repeats": "--repeats",
 }

@@ -17,7 +17,7 @@ from xpubench.cli.options import (
     shape_option,
 )
 from xpubench.errors import UsageError
-from xpubench.run.limits import DEFAULT_CELL_TIMEOUT_S
+from xpubench.run.limits import DEFAULT_CELL_TIMEOUT_S, DEFAULT_REPEATS
 
 if TYPE_CHECKING:
     from xpubench.report.progress import ProgressBar
@@ -70,8 +70,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--warmup-time", type=float, default=0.5, metavar="S", help="warm-up seconds, at least (default: 0.5)"
     )
+    p.add_argument("--repeats", type=int, default=DEFAULT_REPEATS, metavar="R",
+                   help="measure each single-stream cell in R worker sessions, interleaved with the other cells; "
+                   "its median's 95%% interval is computed across them, so that it covers what a rerun gives "
+                   f"(--runs and the times are the cell's, shared by its repeats) (default: {DEFAULT_REPEATS})")
     p.add_argument("--ci-target", type=float, default=None, metavar="F",
-                   help="stop early once the 95%% CI of the median is within +-F (e.g. 0.01)")
+                   help="add repeats until the median's 95%% interval is within +-F (e.g. 0.01), or --max-time "
+                   "is spent")
     p.add_argument("--scenario", type=name_list, default=("single-stream",), metavar="S,...",
                    help="how load is applied: single-stream (default), batch-sweep, offline, server, "
                    "mlperf-singlestream, mlperf-multistream, mlperf-server, mlperf-offline")
@@ -154,6 +159,7 @@ def _matrix(args: argparse.Namespace):  # -> Matrix
             scenario=ScenarioConfig(qps=args.qps, bound_ms=args.bound_ms),
             data=_data_file(args),
             shapes=tuple(sorted(dict(args.shape).items())),
+            repeats=args.repeats,
         )
     except ValueError as exc:
         if hasattr(exc, "setting"):  # InvalidSetting: the CLI names the option

@@ -218,6 +218,10 @@ class CellResult:
     # From the ONNX graph: flops, bytes, intensity, gflops, peak_gflops, peak_fraction, peak_under_load
     # (hardware/roofline.py)
     roofline: dict[str, Any] | None = None
+    # The verdict's figures: tolerance, interval_halfwidth, window_drift, tail_ratio (core.measure.Stability)
+    stability: dict[str, Any] | None = None
+    # What the figures rest on: count of repeats, their medians and runs, the interval's method (run/repeats.py)
+    repeats: dict[str, Any] | None = None
 
     def __post_init__(self) -> None:
         if self.status not in STATUSES:
@@ -256,6 +260,7 @@ class CellResult:
             first_inference_ms=samples.first_ns / 1e6,
             stable=verdict.stable,
             warnings=verdict.warnings,
+            stability=verdict.as_dict(),
             energy=Energy.modelled(tdp_w, per_sample_ms),
             stop_reason=samples.stop_reason,
             samples_ns=samples.samples_ns,
@@ -286,6 +291,8 @@ class CellResult:
             "first_inference_ms": self.first_inference_ms,
             "stable": self.stable,
             "warnings": list(self.warnings),
+            "stability": self.stability,
+            "repeats": self.repeats,
             "stop_reason": self.stop_reason,
             "accuracy": (
                 {"metric": self.accuracy_metric, "value": self.accuracy_value}

@@ -149,28 +149,50 @@ def _measure(
 
 @dataclass(frozen=True)
 class Stability:
+    """The answer to "would the median repeat?", with the tolerance it was judged by and a reason for each
+    doubt. `tail_ratio` (p99 / median) describes the distribution's tail: a figure of its own, never a doubt."""
+
     stable: bool
-    warnings: tuple[str, ...]
+    warnings: tuple[str, ...]  # the reasons for doubt, then notes that are no doubt (load changes)
+    tolerance: float = 0.0
+    interval_halfwidth: float | None = None  # of the repeat interval, relative to its center
+    window_drift: float | None = None  # the largest relative spread of window medians within one repeat
+    tail_ratio: float | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"tolerance": self.tolerance, "interval_halfwidth": self.interval_halfwidth,
+                "window_drift": self.window_drift, "tail_ratio": self.tail_ratio}
 
 
 WINDOWS = 5
-DRIFT_LIMIT = 0.10
-SPREAD_LIMIT = 0.10
+TOLERANCE = 0.05  # the median repeats when its interval is within +-5 %
+DRIFT_LIMIT = 0.10  # window medians of one repeat further apart than this: the machine changed under it
 LOAD_RISE_LIMIT = 0.5
 
 
-def stability(samples_ns: np.ndarray, load_before: float | None, load_after: float | None) -> Stability:
-    """The verdict on a cell's samples, with a reason for each doubt (pyperf's rules, plus drift)."""
-    warnings: list[str] = []
-    x = np.asarray(samples_ns, dtype=np.float64)
-    if x.size >= 2 * WINDOWS:
-        drift = metrics.relative_spread(np.array([np.median(w) for w in np.array_split(x, WINDOWS)]))
-        if drift > DRIFT_LIMIT:
-            warnings.append(f"window medians drift by {drift:.0%} (> {DRIFT_LIMIT:.0%}) across {WINDOWS} windows")
-    if x.size > 1:
-        cv = metrics.coefficient_of_variation(x)
-        if cv >= SPREAD_LIMIT:
-            warnings.append(f"stdev is {cv:.0%} of the mean (>= {SPREAD_LIMIT:.0%})")
+def stability(
+    repeats_ns: Sequence[np.ndarray],
+    load_before: float | None,
+    load_after: float | None,
+    interval_halfwidth: float | None = None,
+) -> Stability:
+    """The verdict on a cell: stable when its repeat interval is within +-TOLERANCE (with two repeats or
+    more) and no repeat's window medians drift by more than DRIFT_LIMIT. A load average that rose is noted
+    but is no doubt of its own: what counts is whether the figures moved."""
+    repeats = [np.asarray(r, dtype=np.float64) for r in repeats_ns]
+    doubts: list[str] = []
+    notes: list[str] = []
+    if interval_halfwidth is not None and len(repeats) >= 2 and interval_halfwidth > TOLERANCE:
+        doubts.append(f"the {len(repeats)} repeats' medians disagree: their 95 % interval is "
+                      f"+-{interval_halfwidth:.1%} (> +-{TOLERANCE:.0%})")
+    drifts = [metrics.relative_spread(np.array([np.median(w) for w in np.array_split(x, WINDOWS)]))
+              for x in repeats if x.size >= 2 * WINDOWS]
+    drift = max(drifts) if drifts else None
+    if drift is not None and drift > DRIFT_LIMIT:
+        doubts.append(f"window medians drift by {drift:.0%} (> {DRIFT_LIMIT:.0%}) across {WINDOWS} windows of a repeat")
     if load_before is not None and load_after is not None and load_after - load_before > LOAD_RISE_LIMIT:
-        warnings.append(f"load average rose from {load_before:.2f} to {load_after:.2f} during the cell")
-    return Stability(stable=not warnings, warnings=tuple(warnings))
+        notes.append(f"load average rose from {load_before:.2f} to {load_after:.2f} during the cell")
+    pooled = np.concatenate(repeats) if repeats else np.empty(0)
+    median = float(np.median(pooled)) if pooled.size else 0.0
+    tail = float(np.percentile(pooled, 99)) / median if median > 0 else None
+    return Stability(not doubts, tuple(doubts + notes), TOLERANCE, interval_halfwidth, drift, tail)

@@ -82,3 +82,60 @@ def median_ci_halfwidth(samples) -> float:
     low, high = median_ci(samples)
     median = float(np.median(samples))
     return (high - low) / 2.0 / median if median > 0 else math.inf
+
+
+# Two-sided 95 % quantiles of Student's t by degrees of freedom (scipy.stats.t.ppf(0.975, df)).
+_T975 = (12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228,
+         2.201, 2.179, 2.160, 2.145, 2.131, 2.120, 2.110, 2.101, 2.093, 2.086)
+
+
+def t_975(df: int) -> float:
+    """Student's t quantile for a two-sided 95 % interval with `df` degrees of freedom."""
+    if df < 1:
+        raise ValueError("a t interval needs at least 2 values")
+    return _T975[df - 1] if df <= len(_T975) else 1.96 + 2.4 / df  # within 0.2 % of the exact value past 20
+
+
+@dataclass(frozen=True)
+class RepeatInterval:
+    """The median a rerun would report, from R repeats (each a worker session of its own), in ms.
+
+    `center` is the mean of the repeats' medians. With two or more repeats the interval is Student's t
+    interval of that mean (df = R - 1) over the repeats' medians: each repeat's median carries both the
+    spread within its process and the spread between processes, so the interval covers both. It is never
+    narrower than the within-process interval of the pooled samples, nor wider than the fastest and the
+    slowest call. With one repeat only the
+    within-process interval exists, and `method` says so.
+    """
+
+    center: float
+    low: float
+    high: float
+    repeats: int
+    method: str
+
+    @property
+    def halfwidth(self) -> float:
+        """Half the interval's width relative to its center (0.01 = +-1 %)."""
+        return (self.high - self.low) / 2.0 / self.center if self.center > 0 else math.inf
+
+    @classmethod
+    def from_repeats(cls, repeats_ns) -> RepeatInterval:
+        ms = [np.asarray(r, dtype=np.float64) / 1e6 for r in repeats_ns if np.size(r)]
+        if not ms:
+            raise ValueError("no samples to summarise")
+        pooled_low, pooled_high = median_ci(np.concatenate(ms))
+        if len(ms) == 1:
+            center = float(np.median(ms[0]))
+            return cls(center, pooled_low, pooled_high, 1,
+                       "one repeat: the within-process bootstrap interval of the median (a rerun may fall outside)")
+        medians = np.array([np.median(m) for m in ms])
+        center = float(medians.mean())
+        half = t_975(len(ms) - 1) * float(medians.std(ddof=1)) / math.sqrt(len(ms))
+        half = max(half, (pooled_high - pooled_low) / 2.0)
+        # No median lies outside the fastest and the slowest call measured.
+        fastest, slowest = min(float(m.min()) for m in ms), max(float(m.max()) for m in ms)
+        low, high = max(center - half, fastest), min(center + half, slowest)
+        return cls(center, low, high, len(ms),
+                   f"t interval (df {len(ms) - 1}) of the mean of {len(ms)} repeat medians, each repeat a worker "
+                   "session of its own")

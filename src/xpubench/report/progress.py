@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import sys
 import time
-from typing import TextIO
+from typing import Any, TextIO
 
-from xpubench.core.cell import Cell, CellResult
+from xpubench.core.cell import Cell
 
 
 class ProgressBar:
@@ -34,7 +34,7 @@ class ProgressBar:
             self.stream.write(text + "\n")
         self.stream.flush()
 
-    def cell_done(self, result: CellResult) -> None:
+    def cell_done(self, record: dict[str, Any]) -> None:
         self.done += 1
         if self.tty and self.done == self.total:
             self.stream.write("\r\033[K")

@@ -23,11 +23,15 @@ from xpubench.scenarios import SELF_BATCHING, Outcome, ScenarioRun, run_scenario
 POOL_BATCHES = 64  # distinct input batches the timing loop rotates through
 
 
-def measure_cell(cell: Cell, workload: Workload, settings: CellSettings | None = None) -> CellResult:
-    """One cell, never raising for a runtime's failure: that becomes a `failed` row with its reason.
+def measure_cell(
+    cell: Cell, workload: Workload, settings: CellSettings | None = None, scored: bool = True
+) -> CellResult:
+    """One cell (or one repeat of it), never raising for a runtime's failure: that becomes a `failed` row
+    with its reason.
 
-    The cell's scenario (xpubench.scenarios) decides how load is applied; `settings` holds the
-    matrix's stop rules, TDP and load settings (rate, latency bound).
+    The cell's scenario (xpubench.scenarios) decides how load is applied; `settings` holds the stop rules
+    (one repeat's share of them where the cell has several), TDP and load settings (rate, latency bound).
+    `scored`: accuracy and fidelity are computed (the first repeat of a cell; the others only time).
     """
     settings = settings or CellSettings()
     cannot = unavailable(cell, workload)
@@ -54,7 +58,7 @@ def measure_cell(cell: Cell, workload: Workload, settings: CellSettings | None =
             return CellResult.not_measured(
                 cell, "unavailable", f"the model takes batch size {fixed} only: {why}", **common
             )
-        return _measure_open(cell, workload, settings, backend, artifact, common)
+        return _measure_open(cell, workload, settings, backend, artifact, common, scored)
     except Exception as exc:  # a runtime's error must not take the sweep down
         return CellResult.not_measured(cell, "failed", one_line(exc), **common)
     finally:
@@ -63,7 +67,7 @@ def measure_cell(cell: Cell, workload: Workload, settings: CellSettings | None =
 
 
 def _measure_open(
-    cell: Cell, workload: Workload, settings: CellSettings, backend: Backend, artifact, common: dict
+    cell: Cell, workload: Workload, settings: CellSettings, backend: Backend, artifact, common: dict, scored: bool
 ) -> CellResult:
     """The scenario's run on an open backend, with its energy, price and roofline."""
     from xpubench.hardware import energy, roofline
@@ -71,7 +75,7 @@ def _measure_open(
     def pool(batch: int) -> list:
         return [backend.prepare(b) for b in input_pool(workload, batch)]
 
-    run = ScenarioRun(cell, backend, pool, workload.fidelity_inputs, settings.measure, settings.scenario)
+    run = ScenarioRun(cell, backend, pool, workload.fidelity_inputs, settings.per_repeat(), settings.scenario)
     # The device's energy meter (RAPL, NVML) where one is readable, around the whole scenario run;
     # idle power first (1 s, once per meter for the sweep). Emulated devices have none.
     meter = None if common["emulated"] else energy.meter_for(cell.device)
@@ -80,8 +84,9 @@ def _measure_open(
     with meter.measuring() if meter else contextlib.nullcontext() as reading:
         outcome: Outcome = run_scenario(run)
     samples = outcome.samples
-    verdict = stability(samples.samples_ns, load_before, host.load_average())
-    common.update(score(backend, workload, outcome.batch))
+    verdict = stability([samples.samples_ns], load_before, host.load_average())
+    if scored:
+        common.update(score(backend, workload, outcome.batch))
     common["delegated_fraction"] = backend.delegated_fraction()
     common["details"] = {**backend.details(), **common.pop("details", {})}
     common["scenario_result"] = outcome.result or None

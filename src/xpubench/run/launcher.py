@@ -22,6 +22,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,6 +33,7 @@ from xpubench.run.worker import HEADER
 
 Say = Callable[[str], None]
 _LOG_TAIL_BYTES = 4096
+WARM_WORKERS = 6  # idle workers a ProcessLauncher keeps for tasks with a worker_key
 RESULT, USAGE, FAILED = "result", "usage", "failed"
 
 
@@ -109,17 +111,59 @@ class Running:
         return self._outcome
 
 
-class ProcessLauncher:
-    """Runs each task in a fresh worker process of this machine, `pin`ned to CPUs, in the folder `cwd` (where
-    relative model and data paths were given). Use as a context manager."""
+class _Worker:
+    """One live worker process: its pipe, its log, and what it said about itself."""
 
-    def __init__(self, pin: Iterable[int] | None = None, cwd: Path | str | None = None) -> None:
+    def __init__(self, proc: subprocess.Popen, read_fd: int, log: Path) -> None:
+        self.proc = proc
+        self.read_fd = read_fd
+        self.log = log
+        self.affinity: tuple[int, ...] | None = None
+        self.buffer = bytearray()
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def send(self, task: Task, pin: tuple[int, ...] | None, keep: bool) -> None:
+        assert self.proc.stdin is not None
+        with contextlib.suppress(BrokenPipeError):  # it died: its exit status says why
+            self.proc.stdin.write(pickle.dumps((task, pin, keep), protocol=pickle.HIGHEST_PROTOCOL))
+            self.proc.stdin.flush()
+            if not keep:
+                self.proc.stdin.close()
+
+    def peak_rss_mib(self) -> float | None:
+        """Its peak resident memory so far (VmHWM), while it lives."""
+        try:
+            for line in Path(f"/proc/{self.pid}/status").read_text().splitlines():
+                if line.startswith("VmHWM:"):
+                    return round(int(line.split()[1]) / 1024, 1)
+        except (OSError, ValueError, IndexError):
+            return None
+        return None
+
+
+class ProcessLauncher:
+    """Runs each task in a worker process of this machine, `pin`ned to CPUs, in the folder `cwd` (where
+    relative model and data paths were given). Use as a context manager.
+
+    A task with a `worker_key` may run in a warm worker left by an earlier task of the same key (up to `warm`
+    such workers are kept): it saves the start of a process and its imports, which is not what a benchmark
+    measures. Every other task gets a fresh process, which exits when the task is done.
+    """
+
+    def __init__(
+        self, pin: Iterable[int] | None = None, cwd: Path | str | None = None, warm: int = WARM_WORKERS
+    ) -> None:
         self.pin = tuple(sorted(pin)) if pin else None
         self.cwd = Path(cwd) if cwd else Path.cwd()
+        self.warm = warm
         self._logs = Path(tempfile.mkdtemp(prefix="xpubench-workers-"))
         self._host = socket.gethostname()
         self._running: set[int] = set()  # worker pids, for interrupt()
         self._interrupted: set[int] = set()
+        self._idle: OrderedDict[Any, _Worker] = OrderedDict()
 
     def __enter__(self) -> ProcessLauncher:
         return self
@@ -128,6 +172,8 @@ class ProcessLauncher:
         self.close()
 
     def close(self) -> None:
+        while self._idle:
+            self._retire(self._idle.popitem(last=False)[1])
         shutil.rmtree(self._logs, ignore_errors=True)
 
     def interrupt(self) -> None:
@@ -148,12 +194,51 @@ class ProcessLauncher:
     def run(
         self, task: Task, timeout_s: float, say: Say | None = None, started: Callable[[int], None] | None = None
     ) -> TaskOutcome:
-        """Start a worker for `task`, relay what it says, and wait for its answer, its death or the limit."""
+        """Run `task` in a worker, relay what it says, and wait for its answer, its death or the limit."""
         say = say or (lambda _msg: None)
-        log = tempfile.NamedTemporaryFile(prefix="worker-", suffix=".log", dir=self._logs, delete=False)
-        read_end, write_end = os.pipe()
+        key = getattr(task, "worker_key", None) if self.warm else None
+        worker = self._idle.pop(key, None) if key is not None else None
+        worker = worker or self._spawn()
+        self._running.add(worker.pid)
+        if started is not None:
+            started(worker.pid)
         oom_before = _oom_kills()
         begun = time.monotonic()
+        worker.send(task, self.pin, keep=key is not None)
+        messages: list[tuple[str, Any]] = []
+        ended = self._relay(worker, begun + timeout_s, messages, say, until_answer=key is not None)
+        wall_s = time.monotonic() - begun
+        self._running.discard(worker.pid)
+        answer = next(((kind, value) for kind, value in messages if kind in ("result", "usage", "error")), None)
+        if ended == "answered" and answer is not None:  # alive and waiting for the next task
+            info = WorkerInfo(worker.pid, worker.affinity or (), wall_s, worker.peak_rss_mib(), self._host)
+            self._idle[key] = worker
+            while len(self._idle) > self.warm:
+                self._retire(self._idle.popitem(last=False)[1])
+            return _outcome(answer, info)
+        if ended == "late":
+            _signal_group(worker.pid, signal.SIGKILL)
+        status, rusage = _reap(worker.pid, time.monotonic() + 10)
+        _signal_group(worker.pid, signal.SIGKILL)  # anything it started and left behind
+        os.close(worker.read_fd)
+        max_rss = round(rusage.ru_maxrss / 1024, 1) if rusage is not None else None
+        info = WorkerInfo(worker.pid, worker.affinity or self.pin or allowed_cpus(), wall_s, max_rss, self._host)
+        try:
+            if answer is not None:
+                return _outcome(answer, info)
+            if worker.pid in self._interrupted:
+                self._interrupted.discard(worker.pid)
+                return TaskOutcome(FAILED, "worker stopped: the run was interrupted", info)
+            if ended == "late":
+                return TaskOutcome(FAILED, f"worker exceeded the {timeout_s:g} s limit", info)
+            returncode = os.waitstatus_to_exitcode(status) if status is not None else -signal.SIGKILL
+            return TaskOutcome(FAILED, _death_reason(returncode, oom_before, worker.log), info)
+        finally:
+            worker.log.unlink(missing_ok=True)
+
+    def _spawn(self) -> _Worker:
+        log = tempfile.NamedTemporaryFile(prefix="worker-", suffix=".log", dir=self._logs, delete=False)
+        read_end, write_end = os.pipe()
         try:
             proc = subprocess.Popen(
                 [sys.executable, "-m", "xpubench.run.worker", str(write_end), str(os.getpid())],
@@ -164,78 +249,72 @@ class ProcessLauncher:
                 cwd=self.cwd,
                 start_new_session=True,  # its own process group: a timeout kills what it started too
             )
+        except BaseException:
+            os.close(read_end)
+            raise
         finally:
             os.close(write_end)
             log.close()
-        self._running.add(proc.pid)
-        if started is not None:
-            started(proc.pid)
-        messages: list[tuple[str, Any]] = []
-        status: int | None = None
-        rusage: Any = None
-        timed_out = False
-        try:
-            assert proc.stdin is not None
-            with contextlib.suppress(BrokenPipeError):  # it died at once: its exit status says why
-                proc.stdin.write(pickle.dumps((task, self.pin), protocol=pickle.HIGHEST_PROTOCOL))
-                proc.stdin.close()
-            timed_out = not self._relay(read_end, begun + timeout_s, messages, say)
-            if timed_out:
-                _signal_group(proc.pid, signal.SIGKILL)
-            status, rusage = _reap(proc.pid, time.monotonic() + 10)
-        finally:
-            os.close(read_end)
-            if status is None:  # interrupted (Ctrl-C, SIGTERM): the worker must not measure on
-                _signal_group(proc.pid, signal.SIGKILL)
-                status, rusage = _reap(proc.pid, None)
-            _signal_group(proc.pid, signal.SIGKILL)  # anything it started and left behind
-            self._running.discard(proc.pid)
-            proc.returncode = os.waitstatus_to_exitcode(status) if status is not None else -signal.SIGKILL
-        results = dict(messages)
-        affinity = results.get("affinity") or self.pin or allowed_cpus()
-        max_rss = round(rusage.ru_maxrss / 1024, 1) if rusage is not None else None
-        info = WorkerInfo(proc.pid, tuple(affinity), time.monotonic() - begun, max_rss, self._host)
-        log_path = Path(log.name)
-        try:
-            if "result" in results:
-                return TaskOutcome(RESULT, results["result"], info)
-            if "usage" in results:
-                return TaskOutcome(USAGE, results["usage"], info)
-            if "error" in results:
-                return TaskOutcome(FAILED, results["error"], info)
-            if proc.pid in self._interrupted:
-                self._interrupted.discard(proc.pid)
-                return TaskOutcome(FAILED, "worker stopped: the run was interrupted", info)
-            if timed_out:
-                return TaskOutcome(FAILED, f"worker exceeded the {timeout_s:g} s limit", info)
-            return TaskOutcome(FAILED, _death_reason(proc.returncode, oom_before, log_path), info)
-        finally:
-            log_path.unlink(missing_ok=True)
+        return _Worker(proc, read_end, Path(log.name))
 
-    def _relay(self, fd: int, deadline: float, messages: list[tuple[str, Any]], say: Say) -> bool:
-        """Read the worker's messages until it closes the pipe (True) or the deadline passes (False)."""
-        buffer = bytearray()
-        while True:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                return False
-            ready, _, _ = select.select([fd], [], [], min(remaining, 1.0))
-            if not ready:
-                continue
-            chunk = os.read(fd, 1 << 20)
-            if not chunk:
-                return True
-            buffer += chunk
-            while len(buffer) >= HEADER.size:
-                (size,) = HEADER.unpack_from(buffer)
-                if len(buffer) < HEADER.size + size:
-                    break
-                kind, payload = pickle.loads(bytes(buffer[HEADER.size : HEADER.size + size]))
-                del buffer[: HEADER.size + size]
-                if kind == "say":
-                    say(payload)
-                else:
-                    messages.append((kind, payload))
+    def _retire(self, worker: _Worker) -> None:
+        """A warm worker no longer needed: its stdin closed, it exits; killed if it lingers."""
+        with contextlib.suppress(OSError):
+            assert worker.proc.stdin is not None
+            worker.proc.stdin.close()
+        _reap(worker.pid, time.monotonic() + 5)
+        _signal_group(worker.pid, signal.SIGKILL)
+        with contextlib.suppress(OSError):
+            os.close(worker.read_fd)
+        worker.log.unlink(missing_ok=True)
+
+    def _relay(
+        self, worker: _Worker, deadline: float, messages: list[tuple[str, Any]], say: Say, until_answer: bool
+    ) -> str:
+        """Read the worker's messages until it answers (`until_answer`: a warm worker waits for its next task),
+        closes the pipe, or the deadline passes: "answered", "closed" or "late"."""
+        interrupted = False
+        try:
+            while True:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return "late"
+                ready, _, _ = select.select([worker.read_fd], [], [], min(remaining, 1.0))
+                if not ready:
+                    continue
+                chunk = os.read(worker.read_fd, 1 << 20)
+                if not chunk:
+                    return "closed"
+                worker.buffer += chunk
+                while len(worker.buffer) >= HEADER.size:
+                    (size,) = HEADER.unpack_from(worker.buffer)
+                    if len(worker.buffer) < HEADER.size + size:
+                        break
+                    kind, payload = pickle.loads(bytes(worker.buffer[HEADER.size : HEADER.size + size]))
+                    del worker.buffer[: HEADER.size + size]
+                    if kind == "say":
+                        say(payload)
+                    elif kind == "affinity":
+                        worker.affinity = tuple(payload)
+                    else:
+                        messages.append((kind, payload))
+                        if until_answer and kind in ("result", "usage", "error"):
+                            return "answered"
+        except BaseException:  # interrupted (Ctrl-C, SIGTERM): the worker must not measure on
+            interrupted = True
+            raise
+        finally:
+            if interrupted:
+                _signal_group(worker.pid, signal.SIGKILL)
+                _reap(worker.pid, None)
+                self._running.discard(worker.pid)
+                with contextlib.suppress(OSError):
+                    os.close(worker.read_fd)
+
+
+def _outcome(answer: tuple[str, Any], info: WorkerInfo) -> TaskOutcome:
+    kind, value = answer
+    return TaskOutcome({"result": RESULT, "usage": USAGE}.get(kind, FAILED), value, info)
 
 
 def _reap(pid: int, deadline: float | None) -> tuple[int | None, Any]:

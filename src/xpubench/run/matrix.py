@@ -4,30 +4,49 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
+import math
 import types
 import typing
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from xpubench.backends import get_backend
 from xpubench.backends.base import Backend
 from xpubench.core.cell import Cell
+from xpubench.core.errors import InvalidSetting
 from xpubench.core.measure import MeasureConfig
+from xpubench.run.limits import DEFAULT_REPEATS, MAX_REPEATS
 from xpubench.scenarios import SELF_BATCHING, ScenarioConfig, check_scenarios
 
 if TYPE_CHECKING:
     from xpubench.data.files import DataFile
 
 
+
+
 @dataclass(frozen=True)
 class CellSettings:
-    """What every cell of a matrix is measured with, handed to its worker as one value."""
+    """What every cell of a matrix is measured with, handed to its worker as one value. `measure` holds the
+    cell's stop rules as a whole; each of its `repeats` measures its share (`per_repeat`)."""
 
     measure: MeasureConfig = field(default_factory=MeasureConfig)
     tdp_w: float | None = None  # the device's TDP for the K-function; None: unknown
     scenario: ScenarioConfig = field(default_factory=ScenarioConfig)
+    repeats: int = 1
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.repeats <= MAX_REPEATS:
+            raise InvalidSetting("repeats", f"a cell is measured in 1 to {MAX_REPEATS} repeats, got {self.repeats}")
+
+    def per_repeat(self) -> MeasureConfig:
+        """One repeat's stop rules: its share of the cell's runs and times, warm-up in full (each repeat is a
+        session of its own); the interval target is the sweep's to check, across repeats."""
+        m = self.measure
+        return replace(m, min_runs=math.ceil(m.min_runs / self.repeats), min_time_s=m.min_time_s / self.repeats,
+                       max_time_s=m.max_time_s / self.repeats, ci_target=None,
+                       max_runs=math.ceil(m.max_runs / self.repeats) if m.max_runs else None)
 
 
 @dataclass(frozen=True)
@@ -55,9 +74,12 @@ class Matrix:
     # How every model is resolved (again, in each worker): --data and --shape (input name -> one sample's shape).
     data: DataFile | Path | None = None
     shapes: tuple[tuple[str, tuple[int, ...]], ...] = ()
+    # Worker sessions per single-stream cell, interleaved with the other cells (other scenarios run once).
+    repeats: int = DEFAULT_REPEATS
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "scenarios", check_scenarios(self.scenarios))
+        self.settings_for(Cell("m", "b"))  # the repeats are checked now
 
     def cells(self) -> list[Cell]:
         cells = []
@@ -78,12 +100,17 @@ class Matrix:
                     cells.append(Cell(model, name, device, precision, batch, threads, scenario, options=options))
         return cells
 
-    def settings(self) -> CellSettings:
-        """The cells' settings, the TDP taken from the hardware catalogue unless the matrix gives one."""
+    def settings_for(self, cell: Cell, tdp_w: float | None = None) -> CellSettings:
+        """A cell's settings: the matrix's repeats for single-stream cells, one for the scenarios that run
+        their own load; `tdp_w` where the matrix gives none (`tdp()`)."""
+        repeats = self.repeats if cell.scenario == "single-stream" else 1
+        return CellSettings(self.measure, self.tdp_w if self.tdp_w is not None else tdp_w, self.scenario, repeats)
+
+    def tdp(self) -> float | None:
+        """The TDP for the K-function: the matrix's, else the hardware catalogue's for this CPU."""
         from xpubench.hardware import catalogue, host
 
-        tdp_w = self.tdp_w if self.tdp_w is not None else catalogue.cpu_tdp_w(host.cpu_model())
-        return CellSettings(self.measure, tdp_w, self.scenario)
+        return self.tdp_w if self.tdp_w is not None else catalogue.cpu_tdp_w(host.cpu_model())
 
     def _devices(self, cls: type[Backend] | None) -> tuple[str, ...]:
         if cls is None:

@@ -130,24 +130,38 @@ def convert_ahead(workload: Workload, cells: list[Cell], say: Say) -> None:
 
 @dataclass(frozen=True)
 class CellTask:
-    """Measure one cell from its prepared model."""
+    """Measure one repeat of a cell from its prepared model: the first is scored (accuracy, fidelity)."""
 
     cell: Cell
     prepared: Prepared
     settings: CellSettings
+    repeat: int = 0
+
+    @property
+    def worker_key(self) -> tuple[str, int, str]:
+        """Tasks with the same key may share a warm worker: the process-wide settings a backend claims
+        depend on the backend and its threads alone. Each repeat still opens its own runtime session."""
+        return (self.cell.backend, self.cell.threads, self.cell.device)
 
     def execute(self, say: Say) -> CellResult:
         from xpubench.run.cell_runner import measure_cell
 
         # Process-wide settings first, before a conversion can start the runtime with its defaults.
         claim_process(self.cell.backend, self.cell.threads)
-        return measure_cell(self.cell, load_workload(self.prepared, say), self.settings)
+        workload = load_workload(self.prepared, say)
+        return measure_cell(self.cell, workload, self.settings, scored=self.repeat == 0)
+
+
+_loaded: dict[Path, Workload] = {}  # a warm worker's workloads, by file: each is read once per process
 
 
 def load_workload(prepared: Prepared, say: Say) -> Workload:
-    """The prepared Workload: unpickled, or resolved again with the cached reference attached."""
+    """The prepared Workload: unpickled (once per worker process: it is immutable), or resolved again with
+    the cached reference attached."""
     if prepared.workload_file is not None:
-        return pickle.loads(prepared.workload_file.read_bytes())
+        if prepared.workload_file not in _loaded:
+            _loaded[prepared.workload_file] = pickle.loads(prepared.workload_file.read_bytes())
+        return _loaded[prepared.workload_file]
     from xpubench.models import resolve
     from xpubench.run.reference import load_reference
 

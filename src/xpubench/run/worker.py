@@ -2,7 +2,8 @@
 and writes length-prefixed pickled messages to the pipe FD, then exits without tearing runtimes down.
 
 A task is any picklable object with `execute(say)`; what it returns is its answer. A task may return an
-`Answer` to go on working once the answer is sent (work that only saves later tasks time).
+`Answer` to go on working once the answer is sent (work that only saves later tasks time). A worker reads
+(task, pin, keep) pickles: with `keep` it waits for the next task once it has answered (a warm worker).
 Messages: ("affinity", cpus), ("say", text), then one of ("result", value), ("usage", text), ("error", text).
 """
 
@@ -79,10 +80,31 @@ def main(argv: list[str]) -> None:
     os.set_inheritable(fd, False)  # what the task starts (g++, compile workers) must not hold the pipe open
     channel = Channel(fd)
     try:
-        task, pin = pickle.load(sys.stdin.buffer)
-        if pin:
-            os.sched_setaffinity(0, pin)  # before any runtime sizes its thread pools
-        channel.send("affinity", allowed_cpus())
+        first = True
+        while True:
+            try:
+                task, pin, keep = pickle.load(sys.stdin.buffer)
+            except EOFError:  # the launcher let a warm worker go
+                break
+            if first:
+                if pin:
+                    os.sched_setaffinity(0, pin)  # before any runtime sizes its thread pools
+                channel.send("affinity", allowed_cpus())
+                first = False
+            _answer(task, channel)
+            if not keep:
+                break
+    finally:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        # Skip interpreter teardown: some runtimes crash or hang in their atexit handlers, and the
+        # answer is already sent.
+        os._exit(0)
+
+
+def _answer(task: Any, channel: Channel) -> None:
+    """Run one task and send its answer (or why there is none); then what it does after answering."""
+    try:
         answer = task.execute(channel.say)
         then = answer.then if isinstance(answer, Answer) else None
         channel.send("result", answer.value if isinstance(answer, Answer) else answer)
@@ -93,15 +115,12 @@ def main(argv: list[str]) -> None:
         channel.send("usage", str(exc))
     except MemoryError:
         channel.send("error", "worker ran out of memory (MemoryError)")
-    except BaseException as exc:  # whatever it is, the parent gets it as the reason
+    except BaseException as exc:  # whatever it is (SystemExit too), the parent gets it as the reason
         traceback.print_exc()
         channel.send("error", one_line(exc))
     finally:
         sys.stdout.flush()
         sys.stderr.flush()
-        # Skip interpreter teardown: some runtimes crash or hang in their atexit handlers, and the
-        # answer is already sent.
-        os._exit(0)
 
 
 if __name__ == "__main__":

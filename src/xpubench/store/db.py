@@ -58,6 +58,21 @@ MIGRATIONS: tuple[str, ...] = (
     """
     ALTER TABLE runs ADD COLUMN request TEXT;
     """,
+    # Each repeat of a cell (a worker session of its own), stored as it comes, so that an interrupted
+    # run keeps the repeats of the cells it had not finished; the cell's row combines them.
+    """
+    CREATE TABLE repeats (
+        run_id       TEXT NOT NULL REFERENCES runs(run_id),
+        key          TEXT NOT NULL,
+        repeat       INTEGER NOT NULL,
+        record       TEXT NOT NULL,           -- the repeat's JSON record
+        samples_ns   BLOB,                    -- its raw call times, little-endian int64
+        measured_at  TEXT NOT NULL,
+        UNIQUE (run_id, key, repeat)
+    );
+    -- A cell's place in its run's request: repeats finish cells out of order, the run lists them in order.
+    ALTER TABLE cells ADD COLUMN position INTEGER;
+    """,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -82,6 +97,10 @@ def _statements(script: str) -> list[str]:
 def _busy(exc: sqlite3.OperationalError) -> bool:
     name = getattr(exc, "sqlite_errorname", "") or ""
     return name.startswith(("SQLITE_BUSY", "SQLITE_LOCKED"))
+
+
+def _blob(samples_ns: Any) -> bytes | None:
+    return np.asarray(samples_ns, dtype="<i8").tobytes() if samples_ns is not None else None
 
 
 def new_run_id() -> str:
@@ -328,32 +347,44 @@ class ResultStore:
         `extra` joins the record (e.g. the worker's CPU affinity)."""
         record = result.as_dict()
         record.pop("environment")
-        record.update(extra or {})
-        c = result.cell
-        samples = (
-            np.asarray(result.samples_ns, dtype="<i8").tobytes() if result.samples_ns is not None else None
-        )
+        self.add_record(run_id, {**record, **(extra or {})}, result.samples_ns)
+
+    def add_record(
+        self, run_id: str, record: dict[str, Any], samples_ns: Any = None, position: int | None = None
+    ) -> None:
+        """Commit one cell's JSON record (as CellResult.as_dict writes it, without the environment) and its
+        raw call times; `position` is its place in the run's request (the order `cells` lists them in)."""
+        latency = record.get("latency_ms") or {}
         with self._errors("storing a cell"), self._transaction():
             self._db.execute(
                 """INSERT INTO cells (run_id, key, status, model, backend, device, precision, batch_size,
-                       threads, scenario, median_ms, record, samples_ns, measured_at)
-                   VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
+                       threads, scenario, median_ms, record, samples_ns, measured_at, position)
+                   VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
                 (
                     run_id,
-                    c.key,
-                    result.status,
-                    c.model,
-                    c.backend,
-                    c.device,
-                    c.precision,
-                    c.batch_size,
-                    c.threads,
-                    c.scenario,
-                    result.latency.median if result.latency else None,
+                    record["key"],
+                    record["status"],
+                    record["model"],
+                    record["backend"],
+                    record["device"],
+                    record["precision"],
+                    record["batch_size"],
+                    record["threads"],
+                    record["scenario"],
+                    latency.get("median"),
                     json.dumps(record),
-                    samples,
+                    _blob(samples_ns),
                     _now(),
+                    position,
                 ),
+            )
+
+    def add_repeat(self, run_id: str, key: str, repeat: int, record: dict[str, Any], samples_ns: Any) -> None:
+        """Commit one repeat of a cell that is not finished yet."""
+        with self._errors("storing a repeat"), self._transaction():
+            self._db.execute(
+                "INSERT INTO repeats (run_id, key, repeat, record, samples_ns, measured_at) VALUES (?, ?, ?, ?, ?, ?)",
+                (run_id, key, repeat, json.dumps(record), _blob(samples_ns), _now()),
             )
 
     def finish_run(self, run_id: str, status: str, load_after: float | None) -> None:
@@ -401,10 +432,21 @@ class ResultStore:
         return {r["key"] for r in rows}
 
     def cells(self, run_id: str) -> list[dict[str, Any]]:
-        """The run's cell records in the order they were measured, each with the run's environment."""
+        """The run's cell records in the order of its request (cells stored without a place: in the order they
+        were stored), each with the run's environment."""
         environment = self.run(run_id)["environment"]
-        rows = self._read("SELECT record FROM cells WHERE run_id = ? ORDER BY id", (run_id,))
+        rows = self._read("SELECT record FROM cells WHERE run_id = ? ORDER BY COALESCE(position, id), id", (run_id,))
         return [{**json.loads(r["record"]), "environment": environment} for r in rows]
+
+    def repeats(self, run_id: str) -> dict[str, list[tuple[dict[str, Any], np.ndarray]]]:
+        """The stored repeats of the run's cells, by cell key, in repeat order: (record, raw call times)."""
+        rows = self._read("SELECT key, record, samples_ns FROM repeats WHERE run_id = ? ORDER BY key, repeat",
+                          (run_id,))
+        found: dict[str, list[tuple[dict[str, Any], np.ndarray]]] = {}
+        for r in rows:
+            samples = np.frombuffer(r["samples_ns"], dtype="<i8") if r["samples_ns"] is not None else np.empty(0)
+            found.setdefault(r["key"], []).append((json.loads(r["record"]), samples))
+        return found
 
     def samples(self, run_id: str, key: str) -> np.ndarray:
         rows = self._read("SELECT samples_ns FROM cells WHERE run_id = ? AND key = ?", (run_id, key))
