@@ -347,3 +347,71 @@ def test_run_study_and_benchmark_share_the_one_session():
         source = (ROOT / "src" / "xpubench" / module).read_text()
         assert "Session.start(" in source, module
         assert "start_run(" not in source and "finish_run(" not in source, module
+
+
+@pytest.fixture
+def importable_tests(monkeypatch):
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])))
+
+
+def test_the_process_launcher_keeps_a_warm_worker_per_key_and_a_fresh_one_otherwise(importable_tests):
+    from tests.launcher_tasks import Die, Pid, Sleep
+    from xpubench.run.launcher import FAILED, RESULT, ProcessLauncher
+
+    said: list[str] = []
+    with ProcessLauncher(warm=2) as launcher:
+        first = launcher.run(Pid("a"), 60, said.append)
+        again = launcher.run(Pid("a"), 60)
+        other = launcher.run(Pid("b"), 60)
+        fresh = [launcher.run(Pid(), 60).value for _ in range(2)]
+        assert first.kind == again.kind == RESULT and first.value == again.value  # the warm worker of key a
+        assert other.value != first.value and len(set(fresh)) == 2 and first.value not in fresh
+        assert said == [f"pid {first.value}"] and first.info.pid == first.value
+        # A warm worker that overruns its limit is killed; the key's next task gets a new one.
+        late = launcher.run(Sleep(30, "a"), 1)
+        assert late.kind == FAILED and late.value == "worker exceeded the 1 s limit"
+        assert launcher.run(Pid("a"), 60).value not in (first.value, late.info.pid)
+        # One that dies is a failure with its reason, and is not kept.
+        died = launcher.run(Die("b"), 60)
+        assert died.kind == FAILED and "exited with code 7" in died.value
+        assert launcher.run(Pid("b"), 60).value != died.info.pid
+        warm = [w.pid for w in launcher._idle.values()]
+    assert warm and not any(alive(pid) for pid in warm)  # closing the launcher lets its warm workers go
+
+
+@pytest.mark.slow
+def test_repeats_interleave_are_stored_as_they_come_and_combine(relu_onnx, tmp_path):
+    out = run_cli("run", str(relu_onnx), "--backend", "onnxruntime", "--batch", "1,2", "--repeats", "3",
+                  "--json", str(tmp_path / "o.json"), "--results", str(tmp_path / "r"), *FAST)
+    assert out.returncode == 0, out.stderr
+    cells = json.loads((tmp_path / "o.json").read_text())["cells"]
+    assert [c["batch_size"] for c in cells] == [1, 2]  # the request's order, though both finish in the last round
+    for c in cells:
+        repeats = c["repeats"]
+        assert repeats["count"] == 3 and len(repeats["medians_ms"]) == 3 and sum(repeats["runs"]) == c["runs"]
+        lat = c["latency_ms"]
+        assert lat["median"] == pytest.approx(sum(repeats["medians_ms"]) / 3)
+        assert lat["ci95_low"] <= min(repeats["medians_ms"]) and max(repeats["medians_ms"]) <= lat["ci95_high"]
+        assert c["stop_reason"].startswith("3 repeats of at least 7 runs")  # --runs 20 shared by 3 repeats
+        assert set(c["stability"]) == {"tolerance", "interval_halfwidth", "window_drift", "tail_ratio"}
+    with sqlite3.connect(tmp_path / "r" / "xpubench.db") as db:
+        order = [(key.split("/")[-4], repeat)
+                 for key, repeat in db.execute("SELECT key, repeat FROM repeats ORDER BY rowid")]
+    assert order == [("b1", 0), ("b2", 0), ("b1", 1), ("b2", 1), ("b1", 2), ("b2", 2)]  # round by round
+
+
+@pytest.mark.slow
+def test_an_interval_target_adds_repeats_until_it_holds_or_the_time_is_spent(relu_onnx, tmp_path):
+    def run(*args):
+        out = run_cli("run", str(relu_onnx), "--backend", "onnxruntime", "--batch", "1", "--repeats", "2",
+                      "--json", str(tmp_path / "o.json"), "--results", str(tmp_path / "r"),
+                      "--runs", "20", "--min-time", "0.2", "--warmup-runs", "2", "--warmup-time", "0", *args)
+        assert out.returncode == 0, out.stderr
+        (cell,) = json.loads((tmp_path / "o.json").read_text())["cells"]
+        return cell
+
+    loose = run("--ci-target", "0.9")
+    assert loose["repeats"]["count"] == 2 and loose["stop_reason"].startswith("95 % interval of the median within")
+    tight = run("--ci-target", "0.0000001", "--max-time", "0.6")
+    assert tight["stop_reason"].startswith("reached the maximum time of 0.6 s with the interval at")
+    assert 3 <= tight["repeats"]["count"] <= 20

@@ -62,3 +62,37 @@ def test_constant_samples_have_zero_spread():
 def test_no_samples_is_an_error():
     with pytest.raises(ValueError):
         LatencyStats.from_samples_ns([])
+
+
+def test_the_repeat_interval_is_a_t_interval_over_the_repeats_medians():
+    from xpubench.core.stats import RepeatInterval, t_975
+
+    rng = np.random.default_rng(4)
+    # Three processes whose medians differ by 0 %, +4 % and -2 %: the within-process interval of the pooled
+    # samples is far narrower than that spread, the repeat interval is not.
+    repeats = [rng.normal(m, 0.05e6, 5000) for m in (1.00e6, 1.04e6, 0.98e6)]
+    found = RepeatInterval.from_repeats(repeats)
+    medians = np.array([np.median(r) for r in repeats]) / 1e6
+    half = t_975(2) * medians.std(ddof=1) / np.sqrt(3)
+    assert found.center == pytest.approx(medians.mean())
+    assert (found.low, found.high) == pytest.approx((medians.mean() - half, medians.mean() + half))
+    pooled_low, pooled_high = median_ci(np.concatenate(repeats) / 1e6)
+    assert found.high - found.low > 10 * (pooled_high - pooled_low)
+    assert found.repeats == 3 and "t interval (df 2)" in found.method
+
+
+def test_one_repeat_says_its_interval_is_the_within_process_one():
+    from xpubench.core.stats import RepeatInterval
+
+    x = np.random.default_rng(5).normal(1e6, 1e4, 2001)
+    found = RepeatInterval.from_repeats([x])
+    assert (found.low, found.high) == median_ci(x / 1e6) and found.method.startswith("one repeat")
+
+
+def test_t_quantiles():
+    from xpubench.core.stats import t_975
+
+    assert t_975(1) == 12.706 and t_975(4) == 2.776 and t_975(20) == 2.086
+    assert 1.96 < t_975(100) < 2.0 and abs(t_975(30) - 2.042) < 0.005
+    with pytest.raises(ValueError):
+        t_975(0)
