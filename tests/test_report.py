@@ -223,7 +223,8 @@ def test_every_figure_in_the_html_tables_is_the_stored_value(results, report) ->
             continue
         # The data-value is the stored number exactly; the text is it, rounded to the digits shown.
         assert float(fig["data-value"]) == value, (path, fig["data-value"], value)
-        scale = {"model_bytes": 1 / 1024, "delegated_fraction": 100.0}.get(path, 1.0)
+        scale = {"model_bytes": 1 / 1024, "delegated_fraction": 100.0, "stability.interval_halfwidth": 100.0}.get(
+            path, 1.0)
         shown, half_unit = shown_number(text)
         assert math.isclose(shown, value * scale, rel_tol=1e-12, abs_tol=half_unit * 1.0000001), (path, text, value)
         checked[path] = checked.get(path, 0) + 1

@@ -415,3 +415,22 @@ def test_an_interval_target_adds_repeats_until_it_holds_or_the_time_is_spent(rel
     tight = run("--ci-target", "0.0000001", "--max-time", "0.6")
     assert tight["stop_reason"].startswith("reached the maximum time of 0.6 s with the interval at")
     assert 3 <= tight["repeats"]["count"] <= 20
+
+
+@pytest.mark.slow
+def test_compute_timing_on_every_backend_that_separates_it(tmp_path):
+    out = run_cli("run", "dense1", "--backend", "onnxruntime,openvino,litert,torch,tensorflow", "--batch", "1,4",
+                  "--timing", "compute", "--scenario", "single-stream,server", "--qps", "100", "--repeats", "1",
+                  "--json", str(tmp_path / "o.json"), "--results", str(tmp_path / "r"), *FAST)
+    assert out.returncode == 0, out.stderr
+    cells = json.loads((tmp_path / "o.json").read_text())["cells"]
+    assert {c["timing"] for c in cells} == {"compute"}
+    for c in cells:
+        if c["scenario"] == "server":
+            assert c["status"] == "unavailable" and "--timing compute applies to" in c["reason"], c
+        elif c["backend"] == "tensorflow":
+            assert c["status"] == "unavailable" and "cannot time compute apart from" in c["reason"], c
+        else:
+            assert c["status"] == "ok" and c["latency_ms"]["median"] > 0, (c["backend"], c["reason"])
+            assert c["fidelity"]["max_abs"] < 1e-3  # scored end to end as ever: the outputs are the model's
+    assert "timing" in out.stdout.splitlines()[0]  # the table names the timing when it is not end-to-end

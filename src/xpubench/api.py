@@ -28,6 +28,8 @@ def benchmark(
     scenarios: Sequence[str] = ("single-stream",),
     qps: float | None = None,
     bound_ms: float | None = None,
+    timings: Sequence[str] = ("end-to-end",),
+    repeats: int | None = None,
     **measure: Any,
 ) -> list[dict[str, Any]]:
     """Measure `model` and return the cell records (as `xpubench run --json` writes them).
@@ -37,7 +39,8 @@ def benchmark(
     batch). `data` is a .npz, HDF5 or ROOT file whose arrays are named x and y, or a
     `DataFile(path, x=..., y=...)` naming them. `scenarios` are the load scenarios, as
     `xpubench run --scenario` names them (single-stream, batch-sweep, offline, server, mlperf-*), with
-    `qps` and `bound_ms` as --qps and --bound-ms. `measure` takes MeasureConfig's fields (min_runs,
+    `qps` and `bound_ms` as --qps and --bound-ms. `timings` are end-to-end and/or compute, as --timing;
+    `repeats` the worker sessions per cell, as --repeats. `measure` takes MeasureConfig's fields (min_runs,
     min_time_s, ...) and `cell_timeout_s`. The run is stored in `results` like any other. Each cell
     runs in a worker process of its own (a torch module reaches it as its exported .pt2 file).
     """
@@ -67,6 +70,8 @@ def benchmark(
         shapes=tuple(sorted((k, tuple(v)) for k, v in (shapes or {}).items())),
         scenarios=(scenarios,) if isinstance(scenarios, str) else tuple(scenarios),
         scenario=ScenarioConfig(qps=qps, bound_ms=DEFAULT_BOUND_MS if bound_ms is None else bound_ms),
+        timings=(timings,) if isinstance(timings, str) else tuple(timings),
+        **({"repeats": repeats} if repeats is not None else {}),
     )
     # A bad model or data file raises before the run is stored.
     with Session.start(results, [matrix], f"xpubench.benchmark({name!r})", cell_timeout_s=cell_timeout_s) as session:

@@ -50,6 +50,8 @@ class Backend(ABC):
     # the framework it holds buffers in, the tools that made its artifacts. Recorded with every run.
     depends_on: ClassVar[tuple[str, ...]] = ()
     emulated: ClassVar[bool] = False  # its latency says nothing about the target hardware
+    # Whether it can time the model's compute apart from the input and output handover (`bind_compute`).
+    times_compute: ClassVar[bool] = False
 
     clock = staticmethod(time.perf_counter_ns)
 
@@ -185,6 +187,16 @@ class Backend(ABC):
 
     def predict(self, arrays: Sequence[np.ndarray]) -> list[np.ndarray]:
         return self.fetch(self.infer(self.prepare(arrays)))
+
+    def bind_compute(self, arrays: Sequence[np.ndarray]) -> Any:
+        """`--timing compute`: hand host arrays to the runtime once, into its own tensors on the device (the
+        input handover, not timed), and return what `compute` takes. Only where `times_compute`."""
+        raise NotImplementedError(f"{self.name} cannot time compute apart from the input and output handover")
+
+    def compute(self, bound: Any) -> Any:
+        """The model's compute alone on inputs `bind_compute` handed over; the outputs stay in the runtime.
+        The hot path `--timing compute` times: it returns once the device has finished."""
+        raise NotImplementedError(f"{self.name} cannot time compute apart from the input and output handover")
 
     def delegated_fraction(self) -> float | None:
         """The share of the graph's nodes that the accelerator or delegate runs; None where the

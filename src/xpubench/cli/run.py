@@ -80,6 +80,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--scenario", type=name_list, default=("single-stream",), metavar="S,...",
                    help="how load is applied: single-stream (default), batch-sweep, offline, server, "
                    "mlperf-singlestream, mlperf-multistream, mlperf-server, mlperf-offline")
+    p.add_argument("--timing", type=name_list, default=("end-to-end",), metavar="T,...",
+                   help="end-to-end (default: host arrays in, host arrays out, the handover timed) and/or compute "
+                   "(the runtime's compute alone, inputs already in its own tensors and outputs left there, as "
+                   "the vendors' tools time it: onnxruntime, openvino, litert, torch)")
     p.add_argument("--qps", type=float, default=None, metavar="Q",
                    help="server: Poisson arrivals per second; mlperf-server: LoadGen's target "
                    "(default: calibrated by a short probe)")
@@ -160,11 +164,21 @@ def _matrix(args: argparse.Namespace):  # -> Matrix
             data=_data_file(args),
             shapes=tuple(sorted(dict(args.shape).items())),
             repeats=args.repeats,
+            timings=_timings(args.timing),
         )
     except ValueError as exc:
         if hasattr(exc, "setting"):  # InvalidSetting: the CLI names the option
             raise
         raise UsageError(str(exc)) from None
+
+
+def _timings(names: tuple[str, ...]) -> tuple[str, ...]:
+    from xpubench.core.cell import TIMING_MODES
+
+    for name in names:
+        if name not in TIMING_MODES:
+            raise UsageError(f"unknown timing {name!r}: choose from {', '.join(TIMING_MODES)}")
+    return tuple(dict.fromkeys(names))
 
 
 def _pin(text: str | None) -> tuple[int, ...] | None:

@@ -71,7 +71,8 @@ def cell_name(r: Record) -> str:
     """A cell in words: model backend[options] device precision bN tN (+ scenario unless single-stream)."""
     name = f"{r['model']} {backend_label(r)} {r['device']} {r['precision']} b{r['batch_size']} t{r['threads']}"
     scenario = r.get("scenario")
-    return f"{name} {scenario}" if scenario and scenario != "single-stream" else name
+    name = f"{name} {scenario}" if scenario and scenario != "single-stream" else name
+    return f"{name} {r['timing']}" if r.get("timing", "end-to-end") != "end-to-end" else name
 
 
 def energy_mj(r: Record) -> float | None:
@@ -132,11 +133,13 @@ CELL_COLUMNS: tuple[Column, ...] = (  # what names a cell; every table starts wi
     Column("batch", "batch_size", text),
     Column("threads", "threads", text),
     Column("scenario", "scenario", text, None, optional=True),
+    Column("timing", "timing", text, None, optional=True),
 )
 COLUMNS: tuple[Column, ...] = (
     *CELL_COLUMNS,
     Column("status", "status", text, None),
     Column("median [ms]", "latency_ms.median"),
+    Column("±95%", "stability.interval_halfwidth", lambda v: "" if v is None else f"{v:.1%}", 100.0, optional=True),
     Column("p99 [ms]", "latency_ms.p99"),
     Column("per sample [ms]", "per_sample_ms"),
     Column("throughput [1/s]", "throughput_sps"),
@@ -165,6 +168,8 @@ def shown(column: Column, records: Sequence[Record]) -> bool:
         return True
     if column.path == "scenario":
         return {r.get("scenario") or "single-stream" for r in records} != {"single-stream"}
+    if column.path == "timing":
+        return {r.get("timing") or "end-to-end" for r in records} != {"end-to-end"}
     return any(column.value(r) not in (None, "") for r in records)
 
 
@@ -174,11 +179,12 @@ def columns_for(records: Sequence[Record]) -> list[Column]:
 
 
 def best_per_model(records: Sequence[Record]) -> set[int]:
-    """Indices of the fastest cell per model: lowest per-sample time among measured, non-emulated cells."""
+    """Indices of the fastest cell per model: lowest per-sample time among measured, non-emulated cells timed
+    end to end (compute alone is not what an application sees)."""
     best: dict[str, tuple[float, int]] = {}
     for i, r in enumerate(records):
         t = r.get("per_sample_ms")
-        if r["status"] != "ok" or t is None or r.get("emulated"):
+        if r["status"] != "ok" or t is None or r.get("emulated") or r.get("timing", "end-to-end") != "end-to-end":
             continue
         if r["model"] not in best or t < best[r["model"]][0]:
             best[r["model"]] = (t, i)
@@ -202,7 +208,8 @@ def notes(records: Sequence[Record]) -> list[str]:
     return lines
 
 
-BEST_NOTE = "fastest cell of its model (lowest per-sample median among measured, non-emulated cells)"
+BEST_NOTE = ("fastest cell of its model (lowest per-sample median among measured, non-emulated cells timed end "
+             "to end)")
 
 
 def render_text(records: Sequence[Record], bold: bool | None = None) -> str:

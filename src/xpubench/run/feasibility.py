@@ -27,7 +27,7 @@ def artifact_kind(backend_cls: type[Backend], cell: Cell, workload: Workload) ->
 def unavailable(cell: Cell, workload: Workload) -> CellResult | None:
     """The cell's `unavailable` row, with the reason, when it cannot run here; None when it can."""
     common: dict = {"dataset": workload.dataset}
-    reason = scenario_unavailable(cell.scenario)
+    reason = scenario_unavailable(cell.scenario, cell.timing)
     if reason:
         return CellResult.not_measured(cell, "unavailable", reason, **common)
     try:
@@ -36,6 +36,8 @@ def unavailable(cell: Cell, workload: Workload) -> CellResult | None:
         return CellResult.not_measured(cell, "unavailable", str(exc.args[0]), **common)
     common["emulated"] = backend_cls.emulated
     reason = backend_cls.unavailable_reason(cell.device, cell.precision, dict(cell.options))
+    if not reason and cell.timing == "compute" and not backend_cls.times_compute:
+        reason = f"{cell.backend} cannot time compute apart from the input and output handover: use --timing end-to-end"
     if not reason:
         reason = artifact_kind(backend_cls, cell, workload)[1]
     return CellResult.not_measured(cell, "unavailable", str(reason), **common) if reason else None

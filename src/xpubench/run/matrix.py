@@ -76,6 +76,8 @@ class Matrix:
     shapes: tuple[tuple[str, tuple[int, ...]], ...] = ()
     # Worker sessions per single-stream cell, interleaved with the other cells (other scenarios run once).
     repeats: int = DEFAULT_REPEATS
+    # end-to-end (host arrays in and out), compute (the runtime's compute alone), or both.
+    timings: tuple[str, ...] = ("end-to-end",)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "scenarios", check_scenarios(self.scenarios))
@@ -89,15 +91,16 @@ class Matrix:
                 cls = get_backend(name)
             except KeyError:
                 cls = None  # measured as an unavailable row with the reason
-            for options, device, precision, scenario in itertools.product(
+            for options, device, precision, scenario, timing in itertools.product(
                 self._option_sets(cls, given),
                 self._devices(cls),
                 cls.precisions if cls and self.precisions == ("all",) else self.precisions,
                 self.scenarios,
+                self.timings,
             ):
                 batches = (1,) if scenario in SELF_BATCHING else self.batch_sizes
                 for batch, threads in itertools.product(batches, self.threads):
-                    cells.append(Cell(model, name, device, precision, batch, threads, scenario, options=options))
+                    cells.append(Cell(model, name, device, precision, batch, threads, scenario, timing, options))
         return cells
 
     def settings_for(self, cell: Cell, tdp_w: float | None = None) -> CellSettings:

@@ -71,9 +71,16 @@ def check_scenarios(names: Sequence[str]) -> tuple[str, ...]:
     return tuple(dict.fromkeys(names))
 
 
+# Scenarios that can time the model's compute alone (`--timing compute`): the closed loops, whose calls
+# are the whole load. The others time queries as a client sees them, handover included.
+COMPUTE_TIMED = frozenset({"single-stream", "batch-sweep", "offline"})
+
+
 @dataclass
 class ScenarioRun:
-    """What a scenario gets: an open backend, its inputs, and the settings of the matrix."""
+    """What a scenario gets: an open backend, its inputs, and the settings of the matrix. `pool(batch)`
+    gives what `call` takes: prepared host batches, or (`--timing compute`) inputs already handed to the
+    runtime."""
 
     cell: Cell
     backend: Backend
@@ -81,6 +88,11 @@ class ScenarioRun:
     arrays: Callable[[], list[np.ndarray]]  # every host sample, one array per input (MLPerf's QSL)
     measure: MeasureConfig
     settings: ScenarioConfig
+
+    @property
+    def call(self) -> Callable[[Any], Any]:
+        """The timed call: the backend's end-to-end `infer`, or its `compute` alone."""
+        return self.backend.compute if self.cell.timing == "compute" else self.backend.infer
 
 
 @dataclass
@@ -123,8 +135,11 @@ def summary(result: dict[str, Any] | None) -> str:
     return ", ".join(parts)
 
 
-def unavailable_reason(scenario: str) -> str | None:
-    """None when the scenario can run in this environment; otherwise one line saying why not."""
+def unavailable_reason(scenario: str, timing: str = "end-to-end") -> str | None:
+    """None when the scenario can run in this environment with this timing; otherwise one line saying why not."""
+    if timing == "compute" and scenario not in COMPUTE_TIMED:
+        return f"{scenario} times queries as a client sees them: --timing compute applies to " + \
+            ", ".join(sorted(COMPUTE_TIMED))
     if scenario.startswith("mlperf-"):
         try:  # imported, not only found: a broken or blocked install counts as missing
             importlib.import_module("mlperf_loadgen")
