@@ -86,15 +86,18 @@ def run_torchrun(spec: TrainSpec, timeout_s: float, say: Say) -> list[dict[str, 
 
 
 def _torchrun_cause(output: str) -> str:
-    """The root cause torchrun's agent reports (the first failed rank and its exit code), or the last line."""
+    """The root cause torchrun's agent reports (the first failed rank, its exit code and signal), or the last
+    line. Its other failures are the peers it stopped (SIGTERM) because of that one."""
     lines = [line.strip() for line in output.splitlines()]
-    found = {}
-    for line in lines:
-        for field in ("rank", "exitcode", "error_file"):
-            if line.startswith(f"{field}") and ":" in line and field not in found:
-                found[field] = line.split(":", 1)[1].strip()
+    start = next((i for i, line in enumerate(lines) if line.startswith("Root Cause")), None)
+    found: dict[str, str] = {}
+    for line in lines[start:] if start is not None else []:
+        key, sep, value = line.partition(":")
+        if sep and key.strip() in ("rank", "exitcode", "traceback") and key.strip() not in found:
+            found[key.strip()] = value.strip()
     if "rank" in found and "exitcode" in found:
-        return f"worker rank {found['rank']} failed with exit code {found['exitcode']}"
+        signal_text = f" ({found['traceback']})" if found.get("traceback", "").startswith("Signal") else ""
+        return f"worker rank {found['rank']} failed with exit code {found['exitcode']}{signal_text}"
     return _tail(output)
 
 
