@@ -113,6 +113,30 @@ BUILTIN: tuple[Entry, ...] = (
 
 
 @dataclass(frozen=True)
+class Interconnect:
+    """A link between training workers, for the ring all-reduce model (train/scaling.py): its bandwidth per
+    direction, in bytes/s, and the latency of one message, s."""
+
+    id: str
+    name: str
+    bandwidth_bps: float
+    latency_s: float
+    source: str
+
+
+INTERCONNECTS: tuple[Interconnect, ...] = (
+    Interconnect("25gbe", "25 Gb Ethernet (TCP)", 25e9 / 8, 20e-6,
+                 "IEEE 802.3by line rate; ~20 us per message is typical of kernel TCP on a switched LAN (approx.)"),
+    Interconnect("ib-edr", "100 Gb InfiniBand (EDR, 4x)", 100e9 / 8, 1e-6,
+                 "InfiniBand Trade Association EDR 4x line rate; ~1 us MPI latency (Mellanox ConnectX-4/5 figures)"),
+    Interconnect("nvlink3", "NVLink 3 (A100, 12 links)", 300e9, 5e-6,
+                 "NVIDIA A100 datasheet: 600 GB/s total, 300 GB/s per direction; ~5 us per NCCL step (approx.)"),
+    Interconnect("tpu-v3-ici", "TPU v3 inter-chip interconnect (one link)", 656e9 / 8, 1e-6,
+                 "Norrie et al., IEEE Micro 41(2) 2021, TPUv2/v3: 656 Gb/s per ICI link; ~1 us hop latency (approx.)"),
+)
+
+
+@dataclass(frozen=True)
 class PriceSettings:
     """How a purchase becomes a price per inference: lifetime, duty and electricity."""
 

@@ -1,0 +1,141 @@
+"""`xpubench train MODEL --workers 1,2`: distributed-training scaling cells (tf.distribute, torch DDP), stored."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from xpubench.cli.options import add_results_option, name_list, positive_int_list
+from xpubench.errors import UsageError
+
+DEFAULT_STRATEGIES = ("torch-ddp", "tf-multiworker")
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "train",
+        help="measure distributed-training scaling of a zoo model (torch DDP, tf.distribute)",
+        description="Train a zoo model (calo-gan: the TPU study's 3D GAN) over 1..N workers with real engines "
+        "(torch-ddp: DistributedDataParallel under torchrun; tf-multiworker: MultiWorkerMirroredStrategy; "
+        "tf-mirrored: MirroredStrategy over logical CPUs; tf-tpu: TPUStrategy) and store each (strategy, workers, "
+        "scaling) cell: step and epoch time, samples/s, efficiency against one worker, the step's breakdown, "
+        "a bound verdict, and the generator's validity. --model-scaling adds the all-reduce model's predictions.",
+    )
+    p.add_argument("model", metavar="MODEL", help="a zoo model, e.g. calo-gan:tiny")
+    p.add_argument("--workers", type=positive_int_list, default=(1, 2), metavar="N,...",
+                   help="worker counts (default: 1,2; 1 is always measured, as the baseline)")
+    p.add_argument("--strategy", type=name_list, default=DEFAULT_STRATEGIES, metavar="NAME,...",
+                   help="torch-ddp, tf-multiworker, tf-mirrored, tf-tpu (default: torch-ddp,tf-multiworker)")
+    length = p.add_mutually_exclusive_group()
+    length.add_argument("--steps", type=int, default=None, metavar="N", help="timed steps per cell (default: 20)")
+    length.add_argument("--epochs", type=int, default=None, metavar="E", help="timed epochs per cell instead")
+    p.add_argument("--batch", type=int, default=16, metavar="B",
+                   help="per-worker batch (weak scaling) or global batch (strong scaling) (default: 16)")
+    p.add_argument("--scaling", choices=("weak", "strong", "both"), default="weak")
+    p.add_argument("--threads", type=int, default=None, metavar="T",
+                   help="intra-op threads per worker (default: CPUs / the largest worker count, at least 1)")
+    p.add_argument("--lr", type=float, default=None, help="learning rate (default: the zoo model's)")
+    p.add_argument("--input-delay", type=float, default=0.0, metavar="S",
+                   help="sleep S seconds in each step's input: a starved pipeline, to see an input-bound verdict")
+    p.add_argument("--checksums", type=int, default=0, metavar="K",
+                   help="record every worker's weight checksum after the first K steps")
+    p.add_argument("--kill-worker", default=None, metavar="RANK:STEP",
+                   help="fault injection: worker RANK kills itself at STEP (the cell must end failed, not hang)")
+    p.add_argument("--cell-timeout", type=float, default=900.0, metavar="S", help="time limit of one cell")
+    p.add_argument("--model-scaling", action="store_true",
+                   help="probe the all-reduce (gloo, 2 processes, loopback) and predict 4..128 workers")
+    p.add_argument("--json", type=Path, default=None, metavar="FILE", help="also write the cell records to FILE")
+    add_results_option(p)
+    p.set_defaults(execute=execute)
+
+
+def execute(args: argparse.Namespace) -> int:
+    from xpubench.hardware.host import load_average, logical_cpus
+    from xpubench.run.environment import collect
+    from xpubench.run.launcher import ProcessLauncher
+    from xpubench.store import ResultStore
+    from xpubench.train.feed import model_facts
+    from xpubench.train.spec import DEFAULT_STEPS, Fault, steps_for_epochs
+    from xpubench.train.sweep import run_cells, specs_for
+
+    facts = model_facts(args.model)
+    scalings = ("weak", "strong") if args.scaling == "both" else (args.scaling,)
+    threads = args.threads or max(1, (logical_cpus() or 1) // max(args.workers))
+    fault = None
+    if args.kill_worker:
+        try:
+            rank, step = (int(v) for v in args.kill_worker.split(":"))
+        except ValueError:
+            raise UsageError(f"--kill-worker {args.kill_worker!r}: give RANK:STEP, e.g. 1:5") from None
+        fault = Fault(rank, step)
+    steps = args.steps or DEFAULT_STEPS
+    if args.epochs:
+        steps = steps_for_epochs(args.epochs, facts.train_events, args.batch)
+    specs = specs_for(args.model, args.strategy, args.workers, scalings, batch=args.batch, steps=steps,
+                      threads=threads, learning_rate=args.lr, input_delay_s=args.input_delay,
+                      checksums=args.checksums, fault=fault)
+    command = f"xpubench train {args.model} --workers {','.join(map(str, args.workers))} --strategy " \
+              f"{','.join(args.strategy)} --scaling {args.scaling} --batch {args.batch} --steps {steps}"
+    with ResultStore(args.results) as store:
+        run_id = store.start_run(collect([threads]), command=command)
+        status = "interrupted"
+        try:
+            with ProcessLauncher() as launcher:
+                results = run_cells(specs, launcher, store, run_id, args.cell_timeout, print)
+                prediction = _model_scaling(results, launcher, args) if args.model_scaling else None
+            status = "finished"
+        finally:
+            store.finish_run(run_id, status, load_average())
+        records = store.cells(run_id)
+    for r in records:
+        sr = r.get("scenario_result") or {}
+        if r["status"] != "ok":
+            print(f"{r['key']}: {r['status']}: {r['reason']}")
+            continue
+        b = sr["breakdown_ms"]
+        print(f"{r['key']}: step {sr['step_ms']:.3g} ms, epoch {sr['epoch_s']:.3g} s, {sr['samples_per_s']:.4g} "
+              f"samples/s, {sr['verdict']}; input {b['input']:.3g} fwd {b['forward']:.3g} bwd {b['backward']:.3g} "
+              f"all-reduce {b['allreduce']:.3g} opt {b['optimizer']:.3g} idle {b['idle']:.3g} ms; validity "
+              f"{sr['validity']['distance']:.3g} (untrained {sr['validity']['untrained_distance']:.3g})")
+    if prediction is not None:
+        print(prediction["text"])
+    print(f"run {run_id} stored in {args.results}")
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        payload = {"run_id": run_id, "cells": records}
+        if prediction is not None:
+            payload["scaling_model"] = {k: v for k, v in prediction.items() if k != "text"}
+        args.json.write_text(json.dumps(payload, indent=2))
+    return 0
+
+
+def _model_scaling(results: list, launcher: object, args: argparse.Namespace) -> dict | None:
+    """Fit the scaling model on the first measured 1-worker cell and the probe; predict 4..128 workers."""
+    from dataclasses import asdict
+
+    from xpubench.train.scaling import ScalingModel, render
+    from xpubench.train.task import ProbeTask
+
+    base = next((r for r in results if r.status == "ok" and r.scenario_result["workers"] == 1), None)
+    if base is None:
+        print("no 1-worker cell was measured: no scaling model")
+        return None
+    outcome = launcher.run(ProbeTask(base.scenario_result["gradient_bytes"]), 300)  # type: ignore[attr-defined]
+    if not outcome.ok:
+        print(f"the communication probe failed: {outcome.value}")
+        return None
+    model = ScalingModel.fit(base.scenario_result, outcome.value)
+    measured = {r.scenario_result["workers"]: r.scenario_result["step_ms"] for r in results
+                if r.status == "ok" and r.cell.backend == base.cell.backend
+                and r.scenario_result["scaling"] == base.scenario_result["scaling"]}
+    local = base.scenario_result["local_batch"]
+    scaling = base.scenario_result["scaling"]
+    checks = [{"workers": n, "measured_step_ms": ms, "predicted_step_ms": model.step_s(n, local) * 1e3}
+              for n, ms in sorted(measured.items()) if n > 1]
+    rows = model.predictions(scaling, local)
+    text = render(model, rows)
+    for c in checks:
+        text += (f"\n{base.cell.backend} {c['workers']} workers on loopback: predicted "
+                 f"{c['predicted_step_ms']:.3g} ms, measured {c['measured_step_ms']:.3g} ms")
+    return {"model": asdict(model), "probe": outcome.value, "checks": checks, "predictions": rows, "text": text}

@@ -1,0 +1,25 @@
+"""One MultiWorkerMirroredStrategy worker: `python -m xpubench.train.tf_worker SPEC.pkl OUT_DIR`, its place
+in the group read from TF_CONFIG; writes OUT_DIR/rank{R}.json."""
+
+from __future__ import annotations
+
+import json
+import os
+import pickle
+import sys
+from pathlib import Path
+
+
+def main(spec_file: str, out_dir: str) -> None:
+    from xpubench.train.tf_loop import multiworker
+
+    spec = pickle.loads(Path(spec_file).read_bytes())
+    rank = json.loads(os.environ["TF_CONFIG"])["task"]["index"]
+    report = multiworker(spec, rank)
+    Path(out_dir, f"rank{rank}.json").write_text(json.dumps(report))
+    sys.stdout.flush()
+    os._exit(0)  # skip TensorFlow's teardown: the collectives' threads can hang it
+
+
+if __name__ == "__main__":
+    main(*sys.argv[1:3])
