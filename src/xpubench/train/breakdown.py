@@ -95,7 +95,7 @@ def cell_result(spec: TrainSpec, reports: list[dict[str, Any]], steps_per_epoch:
     samples = Samples(first_ns=int(first.get("first_step_s", 0.0) * 1e9), warmup_runs=spec.warmup,
                       samples_ns=samples_ns, duration_s=float(np.sum(first["step_s"])),
                       stop_reason=f"{spec.steps} steps")
-    verdict_on_noise: Stability = stability(samples_ns, load_before, load_average())
+    verdict_on_noise: Stability = stability([samples_ns], load_before, load_average())
     return CellResult.from_samples(
         spec.cell(), samples, verdict_on_noise, None, batch=spec.global_batch,
         throughput_sps=result["samples_per_s"], scenario_result=result, details=details or {},
