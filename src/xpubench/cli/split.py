@@ -107,7 +107,7 @@ def _run(args: argparse.Namespace, request) -> int:  # request: SplitRequest
         prepared = sweep.prepare(Matrix(models=(request.model,), backends=("onnxruntime",)), request.model, cells=())
         if isinstance(prepared, str):
             raise UsageError(prepared)
-        outcome = launcher.run(SplitTask(prepared, request, sweep.folder / "split"), SPLIT_TIMEOUT_S, say)
+        outcome = launcher.run(SplitTask(prepared, request), SPLIT_TIMEOUT_S, say)
         if outcome.kind == "usage":
             raise UsageError(outcome.value)
         if not outcome.ok:

@@ -39,7 +39,6 @@ class SplitAnswer:
 class SplitTask:
     prepared: Prepared
     request: SplitRequest
-    folder: Path
 
     def execute(self, say: Say) -> SplitAnswer:
         from xpubench.run.tasks import claim_process, load_workload
@@ -47,6 +46,7 @@ class SplitTask:
         for part in self.request.parts:
             claim_process(part.backend, max(1, len(part.cpus)))
         workload = load_workload(self.prepared, say)
+        folder = workload.artifacts.folder / "split"  # stage graphs and their conversions, cached with the model
         r = self.request
         if r.list_cuts:
             return SplitAnswer([], _cut_lines(workload, r.carry_skips))
@@ -60,8 +60,8 @@ class SplitTask:
             from xpubench.hetero.cell import measure_pipeline
 
             return SplitAnswer([measure_pipeline(r.model, workload, r.parts, r.cuts, r.batch, r.settings,
-                                                 self.folder, r.carry_skips)], [])
-        return _planned(workload, r, self.folder, say)
+                                                 folder, r.carry_skips)], [])
+        return _planned(workload, r, folder, say)
 
 
 def _cut_lines(workload: Any, carry_skips: bool) -> list[str]:
