@@ -1,0 +1,147 @@
+"""`xpubench split`: one model split across unlike parts (data-parallel or a layer pipeline), measured as
+cells and stored like `run`'s.
+
+Stored through the store directly, not a Session: a Session measures a matrix's cells, each by one registered
+backend on one artifact in a worker of its own; a split opens several backends on several artifacts in one
+worker (its parts pinned inside it), and the planner measures its plans from one shared profile. The model is
+still prepared by the sweep (trained, its float32 reference cached) and the split runs in the launcher's worker.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+import sys
+from pathlib import Path
+
+from xpubench.cli.options import add_results_option, positive_int_list
+from xpubench.errors import UsageError
+
+SPLIT_TIMEOUT_S = 1800.0
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "split",
+        help="split one model across unlike devices: data-parallel or a layer pipeline",
+        description="Run MODEL split across parts, each BACKEND[:DEVICE][:PRECISION]@CPUS pinned to its own "
+        "CPUs: data-parallel (each batch divided in proportion to the parts' throughput), a layer pipeline (the "
+        "ONNX graph cut at --cut tensors, one stage per part), or auto (the planner profiles every segment on "
+        "every part and picks the placement). Each split is measured and stored as a cell.",
+    )
+    p.add_argument("model", metavar="MODEL", help="zoo name (xpubench zoo) or a .onnx/.tflite/.keras/.pt2 file")
+    p.add_argument("--devices", required=True, metavar="PART,...",
+                   help="the parts, e.g. onnxruntime:cpu@0,litert:cpu@1 (a CPU list inside a part: 0-1)")
+    p.add_argument("--mode", choices=("data", "pipeline", "auto"), default="auto",
+                   help="data-parallel, layer pipeline, or let the planner choose (default: auto)")
+    p.add_argument("--cut", default=None, metavar="TENSOR,...",
+                   help="pipeline: cut the graph at these tensors (default: the planner chooses)")
+    p.add_argument("--carry-skips", action="store_true",
+                   help="allow cuts inside a skip connection or branch: they carry every live tensor")
+    p.add_argument("--list-cuts", action="store_true", help="print the valid and refused cut points and stop")
+    p.add_argument("--objective", choices=("latency", "throughput"), default="throughput",
+                   help="what the planner optimises (default: throughput)")
+    p.add_argument("--executor", choices=("thread", "process"), default="thread",
+                   help="data-parallel parts in pinned native threads or in processes with shared memory "
+                   "(default: thread)")
+    p.add_argument("--batch", type=positive_int_list, default=(32,), metavar="N", help="batch size (default: 32)")
+    p.add_argument("--runs", type=int, default=100, metavar="N", help="measure at least N calls (default: 100)")
+    p.add_argument("--min-time", type=float, default=2.0, metavar="S", help="and at least S seconds (default: 2)")
+    p.add_argument("--max-time", type=float, default=60.0, metavar="S", help="but at most S seconds (default: 60)")
+    p.add_argument("--warmup-runs", type=int, default=10, metavar="N", help="warm-up calls, at least (default: 10)")
+    p.add_argument("--warmup-time", type=float, default=0.5, metavar="S",
+                   help="warm-up seconds, at least (default: 0.5)")
+    p.add_argument("--json", type=Path, default=None, metavar="FILE", help="also write the cells as JSON")
+    add_results_option(p)
+    p.set_defaults(execute=execute)
+
+
+def execute(args: argparse.Namespace) -> int:
+    from xpubench.core.measure import MeasureConfig
+    from xpubench.hetero.parts import parse_parts
+    from xpubench.hetero.task import SplitRequest
+    from xpubench.run.matrix import CellSettings
+
+    try:
+        parts = parse_parts(args.devices)
+    except ValueError as exc:
+        raise UsageError(f"--devices {exc}") from None
+    for part in parts:
+        reason = part.unavailable()
+        if reason:
+            raise UsageError(f"--devices {part.spec}: {reason}")
+    if len(args.batch) != 1:
+        raise UsageError("--batch takes one batch size for a split")
+    cuts = tuple(c.strip() for c in (args.cut or "").split(",") if c.strip())
+    if cuts and args.mode == "data":
+        raise UsageError("--cut cuts a pipeline: drop it, or use --mode pipeline")
+    if args.mode == "pipeline" and cuts and len(cuts) + 1 != len(parts):
+        raise UsageError(f"{len(cuts)} cut{'s' if len(cuts) != 1 else ''} make {len(cuts) + 1} stages: give "
+                         f"{len(cuts) + 1} parts in --devices, one per stage")
+    if args.mode == "data" and len(parts) < 2:
+        raise UsageError("data-parallel needs at least two parts in --devices")
+    from xpubench.hardware import catalogue, host
+
+    measure = MeasureConfig(warmup_runs=args.warmup_runs, warmup_time_s=args.warmup_time, min_runs=args.runs,
+                            min_time_s=args.min_time, max_time_s=args.max_time)
+    settings = CellSettings(measure, catalogue.cpu_tdp_w(host.cpu_model()))
+    request = SplitRequest(args.model, parts, args.mode, cuts, args.objective, args.batch[0], args.executor,
+                           args.carry_skips, args.list_cuts, settings)
+    return _run(args, request)
+
+
+def _run(args: argparse.Namespace, request) -> int:  # request: SplitRequest
+    from xpubench.hetero.task import SplitTask
+    from xpubench.report.table import render_text
+    from xpubench.run.environment import collect
+    from xpubench.run.launcher import ProcessLauncher
+    from xpubench.run.matrix import Matrix
+    from xpubench.run.sweep import Sweep
+    from xpubench.store import ResultStore
+
+    def say(message: str) -> None:
+        print(message, file=sys.stderr)
+
+    with ProcessLauncher() as launcher, Sweep(launcher, SPLIT_TIMEOUT_S, say) as sweep:
+        prepared = sweep.prepare(Matrix(models=(request.model,), backends=("onnxruntime",)), request.model, cells=())
+        if isinstance(prepared, str):
+            raise UsageError(prepared)
+        outcome = launcher.run(SplitTask(prepared, request), SPLIT_TIMEOUT_S, say)
+        if outcome.kind == "usage":
+            raise UsageError(outcome.value)
+        if not outcome.ok:
+            raise UsageError(f"the split failed: {outcome.value}")
+        answer = outcome.value
+        for line in answer.report:
+            print(line)
+        if request.list_cuts:
+            return 0
+        command = shlex.join(["xpubench", *sys.argv[1:]])
+        with ResultStore(args.results) as store:
+            threads = sorted({m.result.cell.threads for m in answer.measured})
+            run_id = store.start_run(collect(threads), command=command,
+                                     request={"split": _request_json(request)})
+            for item in answer.measured:
+                store.add_cell(run_id, item.result, {**(outcome.info.record() if outcome.info else
+                                                        {"affinity": None, "worker": None}), "split": item.split})
+            from xpubench.hardware.host import load_average
+
+            store.finish_run(run_id, "finished", load_average())
+            records = store.cells(run_id)
+    print(render_text(records))
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps({"run_id": run_id, "cells": records}, indent=2, default=str))
+    failed = [r for r in records if r["status"] != "ok"]
+    for record in failed:
+        print(f"xpubench split: {record['device']}: {record['status']}: {record['reason']}", file=sys.stderr)
+    return 1 if failed and len(failed) == len(records) else 0
+
+
+def _request_json(request) -> dict:
+    from xpubench.run.matrix import matrix_to_json
+
+    found = matrix_to_json(request)
+    found["parts"] = [p.spec for p in request.parts]
+    return found

@@ -1,0 +1,160 @@
+"""Split execution: data-parallel parts and a layer pipeline give the whole model's outputs, cuts inside a
+skip connection are refused with their reason, and a split is stored as a cell whose fields are defined."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from tests.conftest import run_cli
+from xpubench.core.measure import MeasureConfig
+from xpubench.hetero.cuts import check_cuts, cut_points, extract_stages
+from xpubench.hetero.parts import Part, parse_parts
+from xpubench.run.matrix import CellSettings
+from xpubench.run.pins import allowed_cpus
+
+QUICK = CellSettings(MeasureConfig(warmup_runs=2, warmup_time_s=0.0, min_runs=5, min_time_s=0.05, max_time_s=5), 15.0)
+CPUS = allowed_cpus()
+FIRST, LAST = (CPUS[0],), (CPUS[-1],)  # two cores here; the same one where there is only one
+
+
+@pytest.fixture(scope="module")
+def conv():
+    """conv3dense1 at tiny size (trains in seconds) with its float32 reference."""
+    from xpubench.models import resolve
+    from xpubench.run.reference import cached_reference
+    from xpubench.run.tasks import claim_process
+
+    claim_process("tensorflow", 1)  # the reference's one thread, before training starts TensorFlow
+    workload, _, why = cached_reference(resolve("conv3dense1:tiny", say=lambda _m: None))
+    assert why is None, why
+    return workload
+
+
+def test_parts_parse_and_refuse_shared_cpus():
+    parts = parse_parts(f"onnxruntime:cpu@{CPUS[0]},litert:xnnpack=off:int8-dynamic")
+    assert parts[0] == Part("onnxruntime", "cpu", "fp32", FIRST)
+    assert parts[1] == Part("litert", "cpu", "int8-dynamic", (), (("xnnpack", "off"),))
+    assert parts[1].spec == "litert:xnnpack=off:cpu:int8-dynamic"
+    with pytest.raises(ValueError, match="share CPUs"):
+        parse_parts(f"onnxruntime@{CPUS[0]},litert@{CPUS[0]}")
+
+
+def test_data_parallel_split_equals_the_unsplit_model(conv):
+    from xpubench.hetero.cell import measure_data_parallel
+    from xpubench.hetero.data_parallel import DataParallel, single_outputs
+
+    parts = (Part("onnxruntime", cpus=FIRST), Part("litert", cpus=LAST))
+    x = [conv.fidelity_inputs()[0][:48]]
+    split = DataParallel(parts, conv)
+    try:
+        split.rates = [2.0, 1.0]  # 32 rows to onnxruntime, 16 to litert
+        joined = split.predict(x)[0]
+        assert split.calls[-1][1] == [32, 16]
+    finally:
+        split.close()
+    np.testing.assert_allclose(joined[:32], single_outputs(parts[0], conv, [x[0][:32]])[0], atol=1e-6)
+    np.testing.assert_allclose(joined[32:], single_outputs(parts[1], conv, [x[0][32:]])[0], atol=1e-6)
+    np.testing.assert_allclose(joined, single_outputs(parts[0], conv, x)[0], atol=1e-5)  # runtimes agree
+
+    measured = measure_data_parallel("conv3dense1:tiny", conv, parts, 32, QUICK)
+    result, record = measured.result, measured.split
+    assert result.status == "ok", result.reason
+    assert result.cell.device == f"onnxruntime:cpu@{CPUS[0]}+litert:cpu@{CPUS[-1]}"
+    assert result.fidelity is not None and result.fidelity.max_abs < 1e-4
+    assert [p["part"] for p in record["parts"]] == [p.spec for p in parts]
+    assert sum(p["share"] for p in record["parts"]) == pytest.approx(1.0)
+    assert sum(p["samples_per_batch"] for p in record["parts"]) == 32
+    assert all(p["busy_ms"] > 0 and p["idle_ms"] >= 0 and p["alone_sps"] > 0 for p in record["parts"])
+    assert record["search"] and record["speedup"] > 0 and record["best_alone_part"] in {p.spec for p in parts}
+
+
+@pytest.mark.parametrize("backends", [("onnxruntime", "openvino"), ("onnxruntime", "openvino", "onnxruntime")])
+def test_pipeline_stages_chain_to_the_whole_model(conv, backends):
+    import onnx
+
+    from xpubench.hetero.cell import measure_pipeline
+
+    model = onnx.load(str(conv.artifact("onnx:fp32")))
+    valid = [c.tensor for c in cut_points(model) if c.valid]
+    cuts = [valid[3], valid[5]][: len(backends) - 1]  # after the pooling, after the second convolution
+    parts = tuple(Part(b, cpus=(CPUS[i % len(CPUS)],)) for i, b in enumerate(backends))
+    measured = measure_pipeline("conv3dense1:tiny", conv, parts, cuts, 16, QUICK, conv.artifacts.folder / "split")
+    result, record = measured.result, measured.split
+    assert result.status == "ok", result.reason
+    assert result.fidelity.max_abs < 1e-5  # float32 rounding against the whole model in TensorFlow
+    assert [s["part"] for s in record["stages"]] == [p.spec for p in parts]
+    assert all(s["median_ms"] > 0 for s in record["stages"])
+    assert len(record["transfers"]) == len(cuts) and all(t["median_ms"] > 0 and t["bytes"] > 0
+                                                         for t in record["transfers"])
+    assert record["stream"]["throughput_sps"] == result.throughput_sps > 0
+
+
+def skip_model(path):
+    """Two inputs; x1 skips over a MatMul and a Relu to an Add; the second input joins at the end."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    weights = numpy_helper.from_array(np.random.default_rng(1).standard_normal((4, 4)).astype(np.float32), "w")
+    nodes = [helper.make_node("Relu", ["a"], ["x1"]), helper.make_node("MatMul", ["x1", "w"], ["x2"]),
+             helper.make_node("Relu", ["x2"], ["x3"]), helper.make_node("Add", ["x3", "x1"], ["s"]),
+             helper.make_node("Mul", ["s", "b"], ["y"])]
+    graph = helper.make_graph(nodes, "skip", [helper.make_tensor_value_info(n, TensorProto.FLOAT, ["n", 4])
+                                              for n in ("a", "b")],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["n", 4])], [weights])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    onnx.save(model, path)
+    return model
+
+
+def test_cuts_inside_a_skip_connection_are_refused_with_a_reason(tmp_path):
+    import onnxruntime as ort
+
+    model = skip_model(tmp_path / "skip.onnx")
+    cuts = {c.tensor: c for c in cut_points(model)}
+    assert [t for t, c in cuts.items() if c.valid] == ["x1", "s"]  # b, a model input, is fed, not carried
+    for tensor in ("x2", "x3"):
+        reason = cuts[tensor].reason
+        assert reason.startswith(f"{tensor}: inside a skip connection") and "x1" in reason and "Add" in reason
+        assert "\n" not in reason
+        with pytest.raises(ValueError, match="skip connection"):
+            check_cuts(model, [tensor])
+    with pytest.raises(ValueError, match="input of the model"):
+        check_cuts(model, ["b"])
+    # Allowed to carry every live tensor, the cut in the skip still gives the whole model's outputs.
+    carried = check_cuts(model, ["x2"], carry_skips=True)
+    assert carried[0].carried == ("x2", "x1")
+    stages = extract_stages(tmp_path / "skip.onnx", carried, tmp_path / "stages")
+    assert stages[1].inputs == ("x2", "x1", "b")
+    a, b = np.random.default_rng(2).standard_normal((2, 3, 4)).astype(np.float32)
+    values = {"a": a, "b": b}
+    for stage in stages:
+        out = ort.InferenceSession(str(stage.path)).run(None, {n: values[n] for n in stage.inputs})
+        values.update(zip(stage.outputs, out, strict=True))
+    whole = ort.InferenceSession(str(tmp_path / "skip.onnx")).run(None, {"a": a, "b": b})[0]
+    np.testing.assert_array_equal(values["y"], whole)
+
+
+def test_cli_lists_cuts_and_stores_a_split_whose_fields_are_defined(tmp_path):
+    from tests.test_metrics_doc import defined, fields
+
+    skip_model(tmp_path / "skip.onnx")
+    listed = run_cli("split", str(tmp_path / "skip.onnx"), "--devices", "onnxruntime", "--list-cuts")
+    assert listed.returncode == 0, listed.stderr
+    assert "valid cut: x1" in listed.stdout and "refused:   x2: inside a skip connection" in listed.stdout
+    bad = run_cli("split", str(tmp_path / "skip.onnx"), "--devices", f"onnxruntime@{CPUS[0]},litert@{CPUS[0]}")
+    assert bad.returncode == 2 and "share CPUs" in bad.stderr and len(bad.stderr.strip().splitlines()) == 1
+
+    out = tmp_path / "cells.json"
+    done = run_cli("split", str(tmp_path / "skip.onnx"), "--devices",
+                   f"onnxruntime@{CPUS[0]},onnxruntime@{CPUS[-1]}", "--mode", "auto", "--batch", "8", "--runs", "5",
+                   "--min-time", "0.05", "--warmup-runs", "1", "--warmup-time", "0", "--results", str(tmp_path / "r"),
+                   "--json", str(out))
+    assert done.returncode == 0, done.stderr
+    assert "predicted" in done.stdout and "measured" in done.stdout
+    records = json.loads(out.read_text())["cells"]
+    assert records and all(r["status"] == "ok" and r["backend"] == "split" and r["split"] for r in records)
+    missing = sorted(set().union(*(fields(r) for r in records)) - defined())
+    assert not missing, f"fields stored but not defined in docs/metrics.md: {missing}"
