@@ -8,10 +8,10 @@ import traceback
 from collections.abc import Sequence
 
 from xpubench import __version__
-from xpubench.cli import compare, data, devices, report, run, show, study, zoo
+from xpubench.cli import compare, data, devices, export, report, run, serve, show, study, zoo
 from xpubench.errors import UsageError
 
-COMMANDS = (run, devices, zoo, show, compare, report, data, study)
+COMMANDS = (run, devices, zoo, show, compare, report, data, study, serve, export)
 EXIT_USAGE = 2
 
 
