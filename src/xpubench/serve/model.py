@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from xpubench.serve.batcher import DynamicBatcher, Request
-from xpubench.serve.errors import InvalidInput, ServeError
+from xpubench.serve.errors import InvalidInput, QueueFull, ServeError
 from xpubench.serve.instances import ModelInstance
 from xpubench.serve.policy import BatchingPolicy
 from xpubench.serve.stats import ModelStats
@@ -103,7 +103,11 @@ class HostedModel:
         """Check the request's tensors against the model and queue it; raises ServeError at once
         (bad input, queue full, shutting down), else `done(outputs, error)` is called later."""
         arrays = self.check(tensors)
-        self.scheduler.submit(Request(arrays, done, timeout_us))
+        try:
+            self.scheduler.submit(Request(arrays, done, timeout_us))
+        except QueueFull:
+            self.stats.request_failed(0)  # Triton counts a rejected request as failed
+            raise
 
     async def infer(self, tensors: Mapping[str, np.ndarray], timeout_us: int = 0) -> list[np.ndarray]:
         """The outputs for one request, awaited on the calling event loop while an instance runs it."""
