@@ -333,6 +333,10 @@ def test_the_batcher_sends_a_preferred_size_or_a_full_batch_at_once():
         batcher.submit(_request(size))
     assert [r.size for r in batcher.next_batch()] == [3]  # the next one does not fit: full
     assert [r.size for r in batcher.next_batch()] == [2, 2]
+    batcher = DynamicBatcher(BatchingPolicy(max_batch=8, max_queue_delay_us=hold))
+    for request in (_request(1), _request(1), Request([np.zeros((1, 3), np.float32)], lambda o, e: None)):
+        batcher.submit(request)
+    assert [r.size for r in batcher.next_batch()] == [1, 1]  # samples of another shape start another batch
     batcher = DynamicBatcher(BatchingPolicy(max_batch=4, max_queue_delay_us=0))
     batcher.submit(_request(1))
     assert len(batcher.next_batch()) == 1  # no delay: what is there goes

@@ -1,9 +1,9 @@
 """Triton's dynamic batcher: the scheduler between the request queue and the model instances.
 
 Requests queue in arrival order. A free instance asks for its next batch: the longest prefix of
-the queue that fits max_batch; a preferred size, when the queue reaches one, goes at once; any
-other batch that is not full waits until its oldest request has waited max_queue_delay_us. The
-instances know nothing of this policy.
+the queue that fits max_batch (and whose samples have the same shapes); a preferred size, when
+the queue reaches one, goes at once; any other batch that is not full waits until its oldest
+request has waited max_queue_delay_us. The instances know nothing of this policy.
 """
 
 from __future__ import annotations
@@ -31,11 +31,13 @@ class Request:
     done: Callable[[list[np.ndarray] | None, ServeError | None], None]
     timeout_us: int = 0  # 0: the policy's
     size: int = field(init=False)
+    sample_shapes: tuple = field(init=False)  # only requests whose samples have the same shapes share a batch
     arrived_ns: int = field(init=False, default=0)
     dispatched_ns: int = field(init=False, default=0)
 
     def __post_init__(self) -> None:
         self.size = int(self.inputs[0].shape[0]) if self.inputs and self.inputs[0].ndim else 1
+        self.sample_shapes = tuple(a.shape[1:] for a in self.inputs)
 
 
 class DynamicBatcher:
@@ -119,8 +121,9 @@ class DynamicBatcher:
             return 1
         total = count = preferred = 0
         full = False
+        head = self._queue[0].sample_shapes
         for request in self._queue:
-            if total + request.size > policy.max_batch:
+            if total + request.size > policy.max_batch or request.sample_shapes != head:
                 full = True
                 break
             total += request.size
