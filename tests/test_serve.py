@@ -273,6 +273,19 @@ def test_sigint_answers_every_accepted_request_and_exits_0(relu_onnx: Path):
     assert set(outcomes) <= {"ok", "not accepted"} and "ok" in outcomes
 
 
+def test_another_runtime_serves_binary_tensors(relu_onnx: Path):
+    pytest.importorskip("openvino")
+    import tritonclient.http as httpclient
+
+    x = rng.standard_normal((2, 16)).astype(np.float32)
+    with serving(relu_onnx, "--backend", "openvino") as server:
+        client = httpclient.InferenceServerClient(server.http)
+        assert client.get_model_metadata("relu")["platform"] == "openvino"
+        i = httpclient.InferInput("in", [2, 16], "FP32")
+        i.set_data_from_numpy(x, binary_data=True)  # decoded as a read-only view of the request's bytes
+        np.testing.assert_array_equal(client.infer("relu", [i]).as_numpy("out"), np.maximum(x, 0))
+
+
 @pytest.mark.slow
 def test_a_zoo_model_is_served_as_the_sweep_converts_it():
     import tritonclient.grpc as grpcclient

@@ -70,9 +70,10 @@ class ModelInstance:
 
 
 def concatenate(requests: Sequence[list[np.ndarray]]) -> list[np.ndarray]:
-    """One array per input, the requests stacked along axis 0 (no copy for a batch of one)."""
+    """One array per input, the requests stacked along axis 0. A batch of one is copied only where
+    its arrays are read-only views of the request's bytes: OpenVINO and torch refuse those."""
     if len(requests) == 1:
-        return list(requests[0])
+        return [a if a.flags.writeable else a.copy() for a in requests[0]]
     return [np.concatenate(column, axis=0) for column in zip(*requests, strict=True)]
 
 

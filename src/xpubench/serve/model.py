@@ -23,9 +23,9 @@ if TYPE_CHECKING:
     from xpubench.models import Workload
 
 VERSION = "1"
-# Triton's platform names, where a Triton backend runs the same artifact format.
-TRITON_PLATFORMS = {"onnx": "onnxruntime_onnx", "openvino": "openvino", "savedmodel": "tensorflow_savedmodel",
-                    "tflite": "tflite", "pt2": "pytorch_libtorch"}
+# Triton's platform names for the runtimes it also has; the others are named by themselves.
+TRITON_PLATFORMS = {"onnxruntime": "onnxruntime_onnx", "openvino": "openvino", "tensorflow": "tensorflow_savedmodel",
+                    "litert": "tflite", "torch": "pytorch_libtorch"}
 
 
 @dataclass(frozen=True)
@@ -73,7 +73,7 @@ class HostedModel:
         self.inputs = inputs
         self.outputs = outputs
         self.policy = policy
-        self.platform = TRITON_PLATFORMS.get(kind.split(":")[0], spec.backend)
+        self.platform = TRITON_PLATFORMS.get(spec.backend, spec.backend)
         self.stats = ModelStats(name, VERSION)
         self.scheduler = DynamicBatcher(policy, on_rejected=self._rejected)
         self.instances = [ModelInstance(i, b, self.scheduler, self.stats) for i, b in enumerate(backends)]
