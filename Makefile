@@ -31,6 +31,7 @@ lint: install
 
 bench: install
 	$(PY) benchmarks/harness_overhead.py
+	$(PY) benchmarks/serve_overhead.py
 
 clean:
 	rm -rf $(VENV) xpubench-results build src/*.egg-info

@@ -148,6 +148,19 @@ def test_triton_clients_and_plain_http_get_the_runtimes_outputs(two_inputs: Path
         assert grpc.get_model_config("two").config.dynamic_batching is not None
         assert [t.name for t in grpc.get_model_metadata("two").outputs] == ["sum", "prod"]
 
+        # gRPC with typed contents instead of raw bytes, from the generated stub itself
+        import grpc as grpc_lib
+        from tritonclient.grpc import service_pb2, service_pb2_grpc
+
+        stub = service_pb2_grpc.GRPCInferenceServiceStub(grpc_lib.insecure_channel(server.grpc))
+        request = service_pb2.ModelInferRequest(model_name="two")
+        for n, x in (("a", a), ("b", b)):
+            request.inputs.add(name=n, datatype="FP32", shape=[2, 3, 4]).contents.fp32_contents.extend(x.ravel())
+        response = stub.ModelInfer(request)
+        assert [o.name for o in response.outputs] == ["sum", "prod"] and list(response.outputs[0].shape) == [2, 3, 4]
+        np.testing.assert_array_equal(np.frombuffer(response.raw_output_contents[0], np.float32).reshape(2, 3, 4),
+                                      want[0])
+
         # a plain HTTP client speaking the protocol's JSON, asking for one output
         status, body, _ = server.post("/v2/models/two/infer", {
             "id": "q1", "inputs": [{"name": n, "shape": [2, 3, 4], "datatype": "FP32", "data": x.ravel().tolist()}
@@ -178,10 +191,10 @@ def test_triton_clients_and_plain_http_get_the_runtimes_outputs(two_inputs: Path
         assert status == 400 and "--max-batch" in json.loads(body)["error"]
 
         stats = json.loads(server.get("/v2/models/two/stats")[1])["model_stats"][0]
-        assert stats["inference_stats"]["success"]["count"] == 5  # 2 http client, 1 grpc, 2 plain
-        assert stats["inference_count"] == 10 and {b["batch_size"] for b in stats["batch_stats"]} == {2}
+        assert stats["inference_stats"]["success"]["count"] == 6  # 2 http client, 2 grpc, 2 plain
+        assert stats["inference_count"] == 12 and {b["batch_size"] for b in stats["batch_stats"]} == {2}
         grpc_stats = grpc.get_inference_statistics("two").model_stats[0]
-        assert grpc_stats.inference_stats.success.count == 5 and grpc_stats.execution_count == 5
+        assert grpc_stats.inference_stats.success.count == 6 and grpc_stats.execution_count == 6
 
 
 def test_concurrent_requests_are_batched_and_each_gets_its_own_rows(relu_onnx: Path):
@@ -324,6 +337,20 @@ def test_export_triton_writes_a_repository_that_triton_s_proto_reads(relu_onnx: 
     assert list(config.dynamic_batching.preferred_batch_size) == [4, 8]
     assert config.dynamic_batching.max_queue_delay_microseconds == 500
     assert config.instance_group[0].count == 2 and config.instance_group[0].kind == mc.ModelInstanceGroup.KIND_CPU
+    # a model of one fixed batch size cannot be batched: max_batch_size 0, the batch in the dims
+    import onnx
+    from onnx import TensorProto, helper
+
+    graph = helper.make_graph([helper.make_node("Relu", ["in"], ["out"])], "fixed",
+                              [helper.make_tensor_value_info("in", TensorProto.FLOAT, [1, 16])],
+                              [helper.make_tensor_value_info("out", TensorProto.FLOAT, [1, 16])])
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), tmp_path / "fixed.onnx")
+    out = run_cli("export", "triton", str(tmp_path / "fixed.onnx"), "--out", str(tmp_path / "repo"))
+    assert out.returncode == 0, out.stderr
+    config = parse_config((tmp_path / "repo" / "fixed" / "config.pbtxt").read_text())
+    assert config.max_batch_size == 0 and list(config.input[0].dims) == [1, 16]
+    assert not config.HasField("dynamic_batching")
+
     bad = run_cli("export", "triton", str(relu_onnx), "--out", str(tmp_path / "r2"), "--backend", "litert")
     assert bad.returncode == 2 and "Triton runs no artifact of litert" in bad.stderr
 
