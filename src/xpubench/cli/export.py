@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from xpubench.cli.options import positive_int_list, shape_option
+from xpubench.cli.options import positive_int_list, require_serve_extra, shape_option
 from xpubench.errors import UsageError
 
 
@@ -41,6 +41,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def execute(args: argparse.Namespace) -> int:
+    require_serve_extra("xpubench export triton")
     from xpubench.serve.policy import BatchingPolicy
     from xpubench.serve.triton_repo import export
 

@@ -54,3 +54,14 @@ def add_results_option(parser: argparse.ArgumentParser) -> None:
         metavar="DIR",
         help=f"results folder holding xpubench.db (default: ./{DEFAULT_RESULTS})",
     )
+
+
+def require_serve_extra(command: str) -> None:
+    """A one-line error when the `serve` extra (tritonclient, uvicorn, grpcio) is not installed."""
+    import importlib.util
+
+    from xpubench.errors import UsageError
+
+    missing = [m for m in ("tritonclient", "uvicorn", "grpc") if importlib.util.find_spec(m) is None]
+    if missing:
+        raise UsageError(f"{command} needs {', '.join(missing)}: pip install 'xpubench[serve]'")

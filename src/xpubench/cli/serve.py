@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from xpubench.cli.options import positive_int_list, shape_option
+from xpubench.cli.options import positive_int_list, require_serve_extra, shape_option
 from xpubench.errors import UsageError
 
 
@@ -45,6 +45,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def execute(args: argparse.Namespace) -> int:
+    require_serve_extra("xpubench serve")
     from xpubench.serve.model import ServeSpec, load
     from xpubench.serve.policy import BatchingPolicy
     from xpubench.serve.server import ModelServer, serve
