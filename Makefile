@@ -14,7 +14,7 @@ $(STAMP): pyproject.toml
 	$(PIP) install --upgrade pip
 	# The CPU wheel of torch first: with it in place, nothing below can pull a CUDA build.
 	$(PIP) install torch==2.13.0
-	$(PIP) install -e '.[cpu,test]'
+	$(PIP) install -e '.[cpu,serve,test]'
 	touch $@
 
 demo: install
@@ -31,6 +31,7 @@ lint: install
 
 bench: install
 	$(PY) benchmarks/harness_overhead.py
+	$(PY) benchmarks/serve_overhead.py
 
 clean:
 	rm -rf $(VENV) xpubench-results build src/*.egg-info

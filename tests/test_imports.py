@@ -68,7 +68,8 @@ def test_help_imports_no_heavy_module():
 
 
 def import_graph(package: Path) -> dict[str, set[str]]:
-    """Module -> the modules of the package it imports (at the top or inside a function), from the source."""
+    """Module -> the modules of the package it imports (at the top or inside a function), from the source.
+    Imports under `if TYPE_CHECKING:` are left out: they name types for annotations and never run."""
     modules: dict[str, tuple[Path, bool]] = {}
     for path in package.rglob("*.py"):
         parts = list(path.relative_to(package.parent).with_suffix("").parts)
@@ -78,7 +79,16 @@ def import_graph(package: Path) -> dict[str, set[str]]:
     for name, (path, is_package) in modules.items():
         here = name if is_package else name.rpartition(".")[0]
         edges = set()
-        for node in ast.walk(ast.parse(path.read_text())):
+        tree = ast.parse(path.read_text())
+        typing_only = {
+            id(inner)
+            for node in ast.walk(tree)
+            if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test)
+            for inner in ast.walk(node)
+        }
+        for node in ast.walk(tree):
+            if id(node) in typing_only:
+                continue
             if isinstance(node, ast.Import):
                 edges |= {alias.name for alias in node.names if alias.name in modules}
             elif isinstance(node, ast.ImportFrom):

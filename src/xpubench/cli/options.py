@@ -71,3 +71,14 @@ SETTING_FLAGS = {
     "tdp_w": "--tdp",
     "repeats": "--repeats",
 }
+
+
+def require_serve_extra(command: str) -> None:
+    """A one-line error when the `serve` extra (tritonclient, uvicorn, grpcio) is not installed."""
+    import importlib.util
+
+    from xpubench.errors import UsageError
+
+    missing = [m for m in ("tritonclient", "uvicorn", "grpc") if importlib.util.find_spec(m) is None]
+    if missing:
+        raise UsageError(f"{command} needs {', '.join(missing)}: pip install 'xpubench[serve]'")
