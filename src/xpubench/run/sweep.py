@@ -1,11 +1,14 @@
 """The parent's side of a sweep: each model prepared once, each cell measured by a task in a worker of the
-launcher, each result committed to the store as soon as it comes back."""
+launcher (as many at once as it has slots), each result committed to the store, by this process alone, as
+soon as it comes back."""
 
 from __future__ import annotations
 
 import shutil
 import tempfile
+from collections import deque
 from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import FIRST_COMPLETED, wait
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -13,9 +16,10 @@ from typing import TYPE_CHECKING, Any
 from xpubench.core.cell import Cell, CellResult
 from xpubench.core.errors import InvalidSetting
 from xpubench.errors import UsageError
-from xpubench.run.launcher import RESULT, USAGE, Launcher, TaskOutcome, WorkerInfo
+from xpubench.run.launcher import RESULT, UNAVAILABLE, USAGE, Launcher, Pending, TaskOutcome, WorkerInfo
 from xpubench.run.limits import DEFAULT_CELL_TIMEOUT_S, PREPARE_AT_ONCE, PREPARE_TIMEOUT_S
 from xpubench.run.matrix import CellSettings, Matrix
+from xpubench.run.resources import resources_for
 from xpubench.run.tasks import CellTask, ModelSource, Prepared, PrepareTask, TrainTask, source_format_of
 
 if TYPE_CHECKING:
@@ -31,19 +35,31 @@ class SweepEvents:
     say: Callable[[str], None] = lambda _msg: None
     cell_started: Callable[[int, int, Cell], None] = lambda _i, _n, _cell: None
     cell_done: Callable[[CellResult], None] = lambda _result: None
+    # Cells measured several at once (a cluster): (queued, running [(cell, worker or None)], done, total),
+    # called whenever that changes.
+    cells_running: Callable[[int, list[tuple[Cell, str | None]], int, int], None] = lambda _q, _r, _d, _t: None
 
 
 class Sweep:
     """Runs matrices through a launcher: prepares each model once (training a zoo model on first use), answers
     the cells that cannot run here without a worker, and measures every other cell in a task of its own with
     a time limit. A crash, a hang or an error in a cell is that cell's `failed` row; the sweep goes on.
+    Models are prepared by `launcher` (on this machine, where the user's files are); cells are measured by
+    `cells` (default: `launcher`), as many at once as it has slots.
     Use as a context manager; `close()` removes its folder (the prepared workloads)."""
 
-    def __init__(self, launcher: Launcher, timeout_s: float = DEFAULT_CELL_TIMEOUT_S, say: Say | None = None) -> None:
+    def __init__(
+        self,
+        launcher: Launcher,
+        timeout_s: float = DEFAULT_CELL_TIMEOUT_S,
+        say: Say | None = None,
+        cells: Launcher | None = None,
+    ) -> None:
         if not timeout_s > 0:
             raise InvalidSetting("cell_timeout_s", f"a cell's time limit must be a positive number of seconds, "
                                  f"got {timeout_s:g}")
         self.launcher = launcher
+        self.cells = cells or launcher
         self.timeout_s = float(timeout_s)
         self.say: Say = say or (lambda _msg: None)
         self.folder = Path(tempfile.mkdtemp(prefix="xpubench-sweep-"))
@@ -67,7 +83,7 @@ class Sweep:
         source = ModelSource(model, matrix.data, matrix.shapes)
         if source not in self._prepared:
             mine = tuple(c for c in matrix.cells() if c.model == model) if cells is None else tuple(cells)
-            self._prepared[source] = self._prepare(PrepareTask(source, self.folder, True, mine))
+            self._prepared[source] = self._prepare(PrepareTask(source, self.folder, True, mine, self.cells.remote))
         return self._prepared[source]
 
     def prepare_many(self, requests: Iterable[tuple[Matrix, str, Iterable[Cell] | None]]) -> list[Prepared | str]:
@@ -124,14 +140,29 @@ class Sweep:
     ) -> tuple[CellResult, WorkerInfo | None]:
         """The cell measured in a worker of its own; a crash, a hang or an error is a `failed` row. A cell
         the preparation screened out is answered at once, with no worker."""
+        answered = self._answered(cell, prepared)
+        if answered is not None:
+            return answered, None
+        assert not isinstance(prepared, str)
+        return self._row(cell, self._submit(cell, prepared, settings).result())
+
+    def _answered(self, cell: Cell, prepared: Prepared | str) -> CellResult | None:
+        """The cell's row when no worker is needed: its model could not be prepared, or it cannot run here."""
         if isinstance(prepared, str):
-            return CellResult.not_measured(cell, "failed", prepared), None
-        if cell.key in prepared.screened:
-            return prepared.screened[cell.key], None
-        outcome = self._run(CellTask(cell, replace(prepared, screened={}), settings), self.timeout_s)
+            return CellResult.not_measured(cell, "failed", prepared)
+        return prepared.screened.get(cell.key)
+
+    def _submit(self, cell: Cell, prepared: Prepared, settings: CellSettings) -> Pending:
+        task = CellTask(cell, replace(prepared, screened={}), settings)
+        return self.cells.submit(task, self.timeout_s, self.say, resources_for(cell.device))
+
+    def _row(self, cell: Cell, outcome: TaskOutcome) -> tuple[CellResult, WorkerInfo | None]:
+        if outcome.kind == USAGE:
+            raise UsageError(outcome.value)
         if outcome.kind == RESULT:
             return outcome.value, outcome.info
-        return CellResult.not_measured(cell, "failed", str(outcome.value)), outcome.info
+        status = "unavailable" if outcome.kind == UNAVAILABLE else "failed"
+        return CellResult.not_measured(cell, status, str(outcome.value)), outcome.info
 
     def run(
         self,
@@ -158,14 +189,61 @@ class Sweep:
                                  and m.shapes == matrix.shapes])
                 for model in models
             )
-            settings = matrix.settings()
+            todo = []
             for cell in cells:
                 index += 1
-                if cell.key in done:  # stored before, or the same cell twice in the request
-                    continue
-                events.cell_started(index - 1, len(every), cell)
-                result, info = self.measure(cell, self.prepare(matrix, cell.model), settings)
-                # Rows no worker measured (the cell cannot run here) carry the same fields, empty.
-                store.add_cell(run_id, result, info.record() if info else {"affinity": None, "worker": None})
-                done.add(cell.key)
-                events.cell_done(result)
+                if cell.key not in done:  # else stored before, or the same cell twice in the request
+                    todo.append((index - 1, cell))
+                    done.add(cell.key)
+            self._measure_all(matrix, todo, len(every), store, run_id, events)
+
+    def _measure_all(
+        self,
+        matrix: Matrix,
+        todo: list[tuple[int, Cell]],
+        total: int,
+        store: ResultStore,
+        run_id: str,
+        events: SweepEvents,
+    ) -> None:
+        """The cells, up to the launcher's slots in flight at once, each stored as soon as it comes back.
+        Ctrl-C (or SIGTERM) stops the tasks in flight; none of them is stored."""
+        settings = matrix.settings()
+        queue = deque(todo)
+        in_flight: dict[Pending, Cell] = {}
+        shown: list[tuple[Cell, str | None]] | None = None
+        stored = total - len(todo)
+        concurrent = self.cells.slots > 1
+        if concurrent and todo:
+            events.cells_running(len(queue), [], stored, total)
+
+        def store_row(result: CellResult, info: WorkerInfo | None) -> None:
+            nonlocal stored
+            # Rows no worker measured (the cell cannot run here) carry the same fields, empty.
+            store.add_cell(run_id, result, info.record() if info else {"affinity": None, "worker": None})
+            stored += 1
+            events.cell_done(result)
+
+        try:
+            while queue or in_flight:
+                while queue and len(in_flight) < max(1, self.cells.slots):
+                    index, cell = queue.popleft()
+                    prepared = self.prepare(matrix, cell.model)
+                    answered = self._answered(cell, prepared)
+                    if answered is not None:
+                        store_row(answered, None)
+                        continue
+                    assert not isinstance(prepared, str)
+                    events.cell_started(index, total, cell)
+                    in_flight[self._submit(cell, prepared, settings)] = cell
+                finished, _ = wait(list(in_flight), timeout=0.5, return_when=FIRST_COMPLETED)
+                for pending in sorted(finished, key=lambda p: list(in_flight).index(p)):
+                    store_row(*self._row(in_flight.pop(pending), pending.result()))
+                if concurrent:
+                    running = [(cell, pending.where) for pending, cell in in_flight.items()]
+                    if running != shown:
+                        shown = running
+                        events.cells_running(len(queue), running, stored, total)
+        except BaseException:
+            self.cells.interrupt()  # the tasks in flight stop now; none of them is stored
+            raise
