@@ -23,6 +23,7 @@ LOCAL = "local:"
 STARTS = 2  # a task runs once, and once more when its worker is lost; a third start is not let run
 CONNECT_TIMEOUT_S = 10
 INFO_TTL_S = 1.0  # how long the workers' slots and resources, as the scheduler told them, are taken as true
+STRANDED_S = 60.0  # a task that no worker left can take (its only worker was lost) fails after this long
 
 
 def connect(cluster: str, say: Say | None = None) -> DaskLauncher:
@@ -37,7 +38,9 @@ class _Submitted:
     future: Any  # distributed.Future
     label: str
     say: Say
+    needs: dict[str, float]
     starts: list[str] = field(default_factory=list)
+    stranded_since: float | None = None  # when the last worker that could take it was lost
 
 
 class DaskLauncher:
@@ -111,7 +114,7 @@ class DaskLauncher:
             resources=needs or None,
         )
         with self._lock:
-            self._submitted[token] = _Submitted(pending, future, label, say or self.say)
+            self._submitted[token] = _Submitted(pending, future, label, say or self.say, needs)
         future.add_done_callback(lambda f, token=token: self._settle(token, f))
         return pending
 
@@ -146,16 +149,28 @@ class DaskLauncher:
             self._local = None
 
     def _workers(self) -> list[dict[str, Any]]:
+        """The scheduler's workers (asked at most once per INFO_TTL_S); tasks that none of them can take
+        any longer fail once that has lasted STRANDED_S, rather than wait for ever."""
         when, workers = self._info
-        if time.monotonic() - when > INFO_TTL_S:
+        now = time.monotonic()
+        if now - when > INFO_TTL_S:
             workers = list(self._client.scheduler_info(n_workers=-1)["workers"].values())
-            self._info = (time.monotonic(), workers)
+            self._info = (now, workers)
+            with self._lock:
+                submitted = list(self._submitted.items())
+            for token, task in submitted:
+                if _offered(task.needs, workers):
+                    task.stranded_since = None
+                elif task.stranded_since is None:
+                    task.stranded_since = now
+                elif now - task.stranded_since > STRANDED_S:
+                    self._give_up(token, f"{self._lacking(task.needs, workers)}, for {STRANDED_S:g} s")
         return workers
 
-    def _lacking(self, needs: dict[str, float]) -> str | None:
+    def _lacking(self, needs: dict[str, float], workers: list[dict[str, Any]] | None = None) -> str | None:
         """Why no worker of the cluster can take a task that needs `needs`; None when one can."""
-        workers = self._workers()
-        if any(all(w.get("resources", {}).get(k, 0) >= v for k, v in needs.items()) for w in workers):
+        workers = self._workers() if workers is None else workers
+        if _offered(needs, workers):
             return None
         if not workers:
             return f"the cluster {self.cluster} has no worker left"
@@ -213,6 +228,10 @@ class DaskLauncher:
             submitted.future.cancel()
         with contextlib.suppress(Exception):
             self._client.run(_stop, self._topic, token)
+
+
+def _offered(needs: Mapping[str, float], workers: list[dict[str, Any]]) -> bool:
+    return any(all(w.get("resources", {}).get(k, 0) >= v for k, v in needs.items()) for w in workers)
 
 
 # -- on the worker ------------------------------------------------------------------------------------------
