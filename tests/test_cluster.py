@@ -183,3 +183,35 @@ def test_a_task_whose_worker_is_lost_twice_fails_with_the_reason(monkeypatch):
         outcome = launcher.submit(KillsItsWorker(), 60).result(timeout=120)
     assert outcome.kind == "failed"
     assert "lost twice" in outcome.value, outcome.value
+
+
+def test_a_cluster_run_stopped_then_resumed_goes_on_on_a_new_local_cluster(relu_onnx, tmp_path):
+    results = tmp_path / "r"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "xpubench", "run", str(relu_onnx), "--backend", "onnxruntime", "--batch", "1,2,3,4",
+         *FAST, "--cluster", "local:2", "--results", str(results)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=environment(),
+    )
+    try:
+        deadline = time.monotonic() + 120
+        while not stored(results) and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 143, err
+    run_id = err.split("run ", 1)[1].split(":", 1)[0]
+    before = stored(results)
+    assert 1 <= len(before) < 4
+    with contextlib.closing(sqlite3.connect(results / "xpubench.db")) as conn:
+        (request,) = conn.execute("SELECT request FROM runs WHERE run_id = ?", (run_id,)).fetchone()
+    assert json.loads(request)["cluster"] == "local:2"
+
+    resumed = run_cli("run", "--resume", run_id, "--results", str(results), timeout=120)
+    assert resumed.returncode == 0, resumed.stderr
+    assert "connecting to the cluster local:2" in resumed.stderr
+    keys = [c["key"] for c in stored(results)]
+    assert len(keys) == 4 and len(set(keys)) == 4
+    assert all(c["worker"]["node"] in {"0", "1"} for c in stored(results))
