@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import tempfile
 from collections.abc import Mapping, Sequence
@@ -28,6 +29,7 @@ def benchmark(
     scenarios: Sequence[str] = ("single-stream",),
     qps: float | None = None,
     bound_ms: float | None = None,
+    cluster: str | None = None,
     **measure: Any,
 ) -> list[dict[str, Any]]:
     """Measure `model` and return the cell records (as `xpubench run --json` writes them).
@@ -39,7 +41,8 @@ def benchmark(
     `xpubench run --scenario` names them (single-stream, batch-sweep, offline, server, mlperf-*), with
     `qps` and `bound_ms` as --qps and --bound-ms. `measure` takes MeasureConfig's fields (min_runs,
     min_time_s, ...) and `cell_timeout_s`. The run is stored in `results` like any other. Each cell
-    runs in a worker process of its own (a torch module reaches it as its exported .pt2 file).
+    runs in a worker process of its own (a torch module reaches it as its exported .pt2 file); with
+    `cluster` (a Dask scheduler's address, or "local:N") on that cluster's workers, as `--cluster`.
     """
     from xpubench.backends import backend_names
     from xpubench.core.measure import MeasureConfig
@@ -69,7 +72,14 @@ def benchmark(
         scenario=ScenarioConfig(qps=qps, bound_ms=DEFAULT_BOUND_MS if bound_ms is None else bound_ms),
     )
     # A bad model or data file raises before the run is stored.
-    with Session.start(results, [matrix], f"xpubench.benchmark({name!r})", cell_timeout_s=cell_timeout_s) as session:
+    with contextlib.ExitStack() as stack:
+        launcher = None
+        if cluster is not None:
+            from xpubench.cluster import connect
+
+            launcher = stack.enter_context(connect(cluster))
+        session = stack.enter_context(Session.start(results, [matrix], f"xpubench.benchmark({name!r})",
+                                                    cell_timeout_s=cell_timeout_s, launcher=launcher))
         ending = session.measure()
         # Stopped by Ctrl-C or SIGTERM: what is stored stays stored, and the caller stops too.
         if ending.exit_code == EXIT_INTERRUPTED:

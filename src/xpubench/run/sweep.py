@@ -228,13 +228,13 @@ class Sweep:
             while queue or in_flight:
                 while queue and len(in_flight) < max(1, self.cells.slots):
                     index, cell = queue.popleft()
+                    events.cell_started(index, total, cell)
                     prepared = self.prepare(matrix, cell.model)
                     answered = self._answered(cell, prepared)
                     if answered is not None:
                         store_row(answered, None)
                         continue
                     assert not isinstance(prepared, str)
-                    events.cell_started(index, total, cell)
                     in_flight[self._submit(cell, prepared, settings)] = cell
                 finished, _ = wait(list(in_flight), timeout=0.5, return_when=FIRST_COMPLETED)
                 for pending in sorted(finished, key=lambda p: list(in_flight).index(p)):
