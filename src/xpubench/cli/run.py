@@ -115,6 +115,9 @@ def execute(args: argparse.Namespace) -> int:
             return _measure(args, session, progress)
     matrix = _matrix(args)
     pin = _pin(args.pin)
+    if pin and args.cluster:
+        raise UsageError("--pin sets this machine's CPUs, not a cluster's: pin each dask worker instead "
+                         "(taskset -c CPUS dask worker ...) and drop --pin")
     command = shlex.join(["xpubench", *sys.argv[1:]])
     with contextlib.ExitStack() as stack:
         launcher = stack.enter_context(_connect(progress)(args.cluster)) if args.cluster else None

@@ -36,7 +36,6 @@ def connect(cluster: str, say: Say | None = None) -> DaskLauncher:
 class _Submitted:
     pending: Pending
     future: Any  # distributed.Future
-    label: str
     say: Say
     needs: dict[str, float]
     starts: list[str] = field(default_factory=list)
@@ -107,14 +106,13 @@ class DaskLauncher:
         if lacking:
             return Pending.settled(TaskOutcome(UNAVAILABLE, lacking))
         token = uuid.uuid4().hex[:16]
-        label = getattr(getattr(task, "cell", None), "key", type(task).__name__)  # for messages only
         pending = Pending()
         future = self._client.submit(
             _execute, task, timeout_s, self._topic, token, key=f"xpubench-{token}", pure=False,
             resources=needs or None,
         )
         with self._lock:
-            self._submitted[token] = _Submitted(pending, future, label, say or self.say, needs)
+            self._submitted[token] = _Submitted(pending, future, say or self.say, needs)
         future.add_done_callback(lambda f, token=token: self._settle(token, f))
         return pending
 
@@ -129,9 +127,9 @@ class DaskLauncher:
         with self._lock:
             tokens = list(self._submitted)
         for token in tokens:
-            self._give_up(token, "the run was interrupted")
+            self._give_up(token, "the run was interrupted", stop=False)
         with contextlib.suppress(Exception):
-            self._client.run(_stop, self._topic, None)
+            self._client.run(_stop, self._topic, None)  # one call kills them all
 
     def close(self) -> None:
         with contextlib.suppress(Exception):
@@ -192,7 +190,7 @@ class DaskLauncher:
             reason = f"its cluster worker was lost twice ({', then '.join(starts[:-1])}): not tried a third time"
             threading.Thread(target=self._give_up, args=(message["token"], reason), daemon=True).start()
         elif len(starts) > 1:
-            submitted.say(f"{submitted.label}: its worker {starts[-2]} was lost; running it again on {starts[-1]}")
+            submitted.say(f"its worker {starts[-2]} was lost; running it again on {starts[-1]}")
 
     def _settle(self, token: str, future: Any) -> None:
         """The Dask task ended (in Dask's callback thread): answer its Pending with the outcome."""
@@ -217,7 +215,8 @@ class DaskLauncher:
         with contextlib.suppress(Exception):  # InvalidStateError: given up meanwhile
             submitted.pending.set_result(outcome)
 
-    def _give_up(self, token: str, reason: str) -> None:
+    def _give_up(self, token: str, reason: str, stop: bool = True) -> None:
+        """The task fails with `reason`: cancelled, and killed where it runs (`stop`)."""
         with self._lock:
             submitted = self._submitted.pop(token, None)
         if submitted is None:
@@ -226,8 +225,9 @@ class DaskLauncher:
             submitted.pending.set_result(TaskOutcome(FAILED, reason))
         with contextlib.suppress(Exception):
             submitted.future.cancel()
-        with contextlib.suppress(Exception):
-            self._client.run(_stop, self._topic, token)
+        if stop:
+            with contextlib.suppress(Exception):
+                self._client.run(_stop, self._topic, token)
 
 
 def _offered(needs: Mapping[str, float], workers: list[dict[str, Any]]) -> bool:

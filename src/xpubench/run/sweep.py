@@ -154,7 +154,10 @@ class Sweep:
 
     def _submit(self, cell: Cell, prepared: Prepared, settings: CellSettings) -> Pending:
         task = CellTask(cell, replace(prepared, screened={}), settings)
-        return self.cells.submit(task, self.timeout_s, self.say, resources_for(cell.device))
+        say = self.say
+        if self.cells.remote:  # several cells at once, each far away: say which one speaks
+            say = lambda message: self.say(f"{cell.key}: {message}")  # noqa: E731
+        return self.cells.submit(task, self.timeout_s, say, resources_for(cell.device))
 
     def _row(self, cell: Cell, outcome: TaskOutcome) -> tuple[CellResult, WorkerInfo | None]:
         if outcome.kind == USAGE:
