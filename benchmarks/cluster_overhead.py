@@ -32,8 +32,9 @@ def relu_model(folder: Path) -> Path:
     return path
 
 
-def sweep_s(model: Path, cells: int, results: Path, cluster: str | None) -> tuple[float, float, int]:
-    """(seconds to start the cluster, seconds to measure the cells, cells stored ok)."""
+def sweep_s(model: Path, cells: int, results: Path, cluster: str | None) -> tuple[float, float, float, int]:
+    """(seconds to start the cluster, seconds to measure the cells, seconds the cells' own processes lived,
+    cells stored ok)."""
     from xpubench.core.measure import MeasureConfig
     from xpubench.run.matrix import Matrix
     from xpubench.run.session import Session
@@ -53,11 +54,13 @@ def sweep_s(model: Path, cells: int, results: Path, cluster: str | None) -> tupl
             begun = time.perf_counter()
             session.measure()
             wall = time.perf_counter() - begun
-            ok = sum(c["status"] == "ok" for c in session.store.cells(session.run_id))
+            records = session.store.cells(session.run_id)
+            ok = sum(c["status"] == "ok" for c in records)
+            lived = sum(c["worker"]["wall_s"] for c in records if c.get("worker"))
     finally:
         if launcher is not None:
             launcher.close()
-    return started, wall, ok
+    return started, wall, lived, ok
 
 
 def main() -> None:
@@ -73,12 +76,14 @@ def main() -> None:
         modes = {"local sweep": None, "local:1": "local:1", f"local:{args.workers}": f"local:{args.workers}"}
         walls: dict[str, list[float]] = {m: [] for m in modes}
         starts: dict[str, list[float]] = {m: [] for m in modes}
+        outside: dict[str, list[float]] = {m: [] for m in modes}  # per cell, beside its own process's life
         for round_ in range(args.rounds):
             for name, cluster in modes.items():
-                started, wall, ok = sweep_s(model, args.cells, folder / f"r{round_}", cluster)
+                started, wall, lived, ok = sweep_s(model, args.cells, folder / f"r{round_}", cluster)
                 assert ok == args.cells, f"{name}: {ok} of {args.cells} cells ok"
                 walls[name].append(wall)
                 starts[name].append(started)
+                outside[name].append((wall - lived) / args.cells)
                 print(f"round {round_ + 1} {name:>12}: {wall:6.2f} s for {args.cells} cells "
                       f"({wall / args.cells:.3f} s per cell), cluster start {started:.2f} s", flush=True)
         local = statistics.median(walls["local sweep"])
@@ -89,6 +94,9 @@ def main() -> None:
                   f"local sweep; start {statistics.median(starts[name]):.2f} s)")
         overhead = (statistics.median(walls["local:1"]) - local) / args.cells
         print(f"  cluster overhead per cell (local:1 against the local sweep, both one at a time): {overhead:+.3f} s")
+        # Less noisy: the time per cell spent outside the cell's own process (the one-at-a-time modes).
+        for name in ("local sweep", "local:1"):
+            print(f"  {name:>12}: {statistics.median(outside[name]):.3f} s per cell outside the cell's process")
 
 
 if __name__ == "__main__":

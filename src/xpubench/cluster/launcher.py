@@ -63,6 +63,8 @@ class DaskLauncher:
             self._local = distributed.LocalCluster(
                 n_workers=int(count), threads_per_worker=1, processes=True, dashboard_address=None,
                 silence_logs=logging.ERROR,
+                # No dashboard, and its health page on any free port (not 8787, which may be taken).
+                scheduler_kwargs={"dashboard": False, "dashboard_address": "127.0.0.1:0"},
             )
             address = self._local.scheduler_address
         else:
