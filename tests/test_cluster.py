@@ -108,6 +108,8 @@ def test_a_cell_goes_to_the_worker_with_its_resource_and_one_nobody_offers_is_un
     cells = {c["device"]: c for c in stored(tmp_path / "r")}
     assert set(cells) == {"cpu", "cuda", "edgetpu"}
     assert cells["cpu"]["status"] == "ok"
+    # Loaded from the worker's own cache, where the task's bytes were written, not from the path given here.
+    assert "/received/" in cells["cpu"]["artifact"]
     # The cuda cell asked for a gpu: only that worker offers one. It has no CUDA device, so its own
     # process answers `unavailable`, but it ran there.
     assert cells["cuda"]["worker"]["node"] == "gpu"
@@ -215,3 +217,32 @@ def test_a_cluster_run_stopped_then_resumed_goes_on_on_a_new_local_cluster(relu_
     keys = [c["key"] for c in stored(results)]
     assert len(keys) == 4 and len(set(keys)) == 4
     assert all(c["worker"]["node"] in {"0", "1"} for c in stored(results))
+
+
+def test_a_parcel_carries_the_model_to_a_machine_without_its_files(relu_onnx, tmp_path, monkeypatch):
+    """What a cluster's task carries is enough: the model file and the conversions made here are deleted,
+    the cache is another, and the cell still loads the artifact (from the parcel's bytes)."""
+    import pickle
+    import shutil
+
+    from xpubench.core.cell import Cell
+    from xpubench.core.measure import MeasureConfig
+    from xpubench.models import resolve
+    from xpubench.run.cell_runner import measure_cell
+    from xpubench.run.matrix import CellSettings
+    from xpubench.run.parcel import pack, unpack
+
+    monkeypatch.setenv("XPUBENCH_CACHE", str(tmp_path / "here"))
+    workload = resolve(str(relu_onnx), print)
+    workload.artifact("onnx:fp16")  # converted here
+    parcel = pickle.loads(pickle.dumps(pack(workload)))  # as it travels
+    relu_onnx.unlink()
+    shutil.rmtree(tmp_path / "here")
+    monkeypatch.setenv("XPUBENCH_CACHE", str(tmp_path / "there"))
+    received = unpack(parcel)
+    source = received.artifacts.sources["onnx:fp32"]
+    assert source.is_file() and (tmp_path / "there") in source.parents
+    assert received.artifacts.made("onnx:fp16")  # the conversion travelled too: nothing converts again
+    settings = CellSettings(MeasureConfig(warmup_runs=1, warmup_time_s=0, min_runs=5, min_time_s=0.01))
+    result = measure_cell(Cell(str(relu_onnx), "onnxruntime", precision="fp16"), received, settings)
+    assert result.status == "ok", result.reason
