@@ -35,7 +35,7 @@ def connect(cluster: str, say: Say | None = None) -> DaskLauncher:
 @dataclass
 class _Submitted:
     pending: Pending
-    future: Any  # distributed.Future
+    future: Any  # its distributed.Future, once submitted
     say: Say
     needs: dict[str, float]
     starts: list[str] = field(default_factory=list)
@@ -108,15 +108,15 @@ class DaskLauncher:
         if lacking:
             return Pending.settled(TaskOutcome(UNAVAILABLE, lacking))
         token = uuid.uuid4().hex[:16]
-        pending = Pending()
-        future = self._client.submit(
+        submitted = _Submitted(Pending(), None, say or self.say, needs)
+        with self._lock:  # before it can start: its start is told by token
+            self._submitted[token] = submitted
+        submitted.future = self._client.submit(
             _execute, task, timeout_s, self._topic, token, key=f"xpubench-{token}", pure=False,
             resources=needs or None,
         )
-        with self._lock:
-            self._submitted[token] = _Submitted(pending, future, say or self.say, needs)
-        future.add_done_callback(lambda f, token=token: self._settle(token, f))
-        return pending
+        submitted.future.add_done_callback(lambda f, token=token: self._settle(token, f))
+        return submitted.pending
 
     def run(self, task: Task, timeout_s: float, say: Say | None = None) -> TaskOutcome:
         return self.submit(task, timeout_s, say).result()

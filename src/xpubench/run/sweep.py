@@ -183,39 +183,44 @@ class Sweep:
         left = sum(1 for _, cell in every if cell.key not in done)
         if 0 < left < len(every):
             events.say(f"run {run_id}: {len(every) - left} of {len(every)} cells already stored; measuring the rest")
-        index = 0
+        # Each matrix's cells to measure, in order: those stored before, or twice in the request, are not.
+        plans: list[tuple[Matrix, list[tuple[int, Cell]]]] = []
+        index = 0  # the cell's place among every cell, for the progress bar
         for matrix in matrices:
-            cells = matrix.cells()
-            models = dict.fromkeys(c.model for c in cells if c.key not in done)
+            todo = []
+            for cell in matrix.cells():
+                if cell.key not in done:
+                    todo.append((index, cell))
+                    done.add(cell.key)
+                index += 1
+            plans.append((matrix, todo))
+        remaining = sum(len(todo) for _, todo in plans)
+        for matrix, todo in plans:
+            models = dict.fromkeys(c.model for _, c in todo)
             self.prepare_many(
                 (matrix, model, [c for m, c in every if c.model == model and m.data == matrix.data
                                  and m.shapes == matrix.shapes])
                 for model in models
             )
-            todo = []
-            for cell in cells:
-                index += 1
-                if cell.key not in done:  # else stored before, or the same cell twice in the request
-                    todo.append((index - 1, cell))
-                    done.add(cell.key)
-            self._measure_all(matrix, todo, len(every), store, run_id, events)
+            self._measure_all(matrix, todo, len(every), len(every) - remaining, store, run_id, events)
+            remaining -= len(todo)
 
     def _measure_all(
         self,
         matrix: Matrix,
         todo: list[tuple[int, Cell]],
         total: int,
+        stored: int,
         store: ResultStore,
         run_id: str,
         events: SweepEvents,
     ) -> None:
-        """The cells, up to the launcher's slots in flight at once, each stored as soon as it comes back.
-        Ctrl-C (or SIGTERM) stops the tasks in flight; none of them is stored."""
+        """The cells, up to the launcher's slots in flight at once, each stored as soon as it comes back
+        (`stored` of `total` are already). Ctrl-C (or SIGTERM) stops the tasks in flight; none is stored."""
         settings = matrix.settings()
         queue = deque(todo)
         in_flight: dict[Pending, Cell] = {}
         shown: list[tuple[Cell, str | None]] | None = None
-        stored = total - len(todo)
         concurrent = self.cells.slots > 1
         if concurrent and todo:
             events.cells_running(len(queue), [], stored, total)
