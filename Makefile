@@ -14,7 +14,7 @@ $(STAMP): pyproject.toml
 	$(PIP) install --upgrade pip
 	# The CPU wheel of torch first: with it in place, nothing below can pull a CUDA build.
 	$(PIP) install torch==2.13.0
-	$(PIP) install -e '.[cpu,serve,test]'
+	$(PIP) install -e '.[cluster,cpu,serve,test]'
 	touch $@
 
 demo: install

@@ -15,7 +15,7 @@ DOC = Path(__file__).resolve().parent.parent / "docs" / "metrics.md"
 FREE_FORM = (
     "options", "details", "environment", "scenario_result.curve", "scenario_result.parameters",
     "scenario_result.settings", "scenario_result.percentiles_ms", "scenario_result.early_stopping_estimates_ms",
-    "scenario_result.log_messages",
+    "scenario_result.log_messages", "worker.environment",
 )
 
 

@@ -402,17 +402,17 @@ def test_repeats_interleave_are_stored_as_they_come_and_combine(relu_onnx, tmp_p
 
 @pytest.mark.slow
 def test_an_interval_target_adds_repeats_until_it_holds_or_the_time_is_spent(relu_onnx, tmp_path):
-    def run(*args):
-        out = run_cli("run", str(relu_onnx), "--backend", "onnxruntime", "--batch", "1", "--repeats", "2",
+    def run(repeats, *args):
+        out = run_cli("run", str(relu_onnx), "--backend", "onnxruntime", "--batch", "1", "--repeats", repeats,
                       "--json", str(tmp_path / "o.json"), "--results", str(tmp_path / "r"),
                       "--runs", "20", "--min-time", "0.2", "--warmup-runs", "2", "--warmup-time", "0", *args)
         assert out.returncode == 0, out.stderr
         (cell,) = json.loads((tmp_path / "o.json").read_text())["cells"]
         return cell
 
-    loose = run("--ci-target", "0.9")
-    assert loose["repeats"]["count"] == 2 and loose["stop_reason"].startswith("95 % interval of the median within")
-    tight = run("--ci-target", "0.0000001", "--max-time", "0.6")
+    loose = run("3", "--ci-target", "0.9")
+    assert loose["repeats"]["count"] == 3 and loose["stop_reason"].startswith("95 % interval of the median within")
+    tight = run("2", "--ci-target", "0.0000001", "--max-time", "0.6")
     assert tight["stop_reason"].startswith("reached the maximum time of 0.6 s with the interval at")
     assert 3 <= tight["repeats"]["count"] <= 20
 

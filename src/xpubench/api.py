@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import tempfile
 from collections.abc import Mapping, Sequence
@@ -30,6 +31,7 @@ def benchmark(
     bound_ms: float | None = None,
     timings: Sequence[str] = ("end-to-end",),
     repeats: int | None = None,
+    cluster: str | None = None,
     **measure: Any,
 ) -> list[dict[str, Any]]:
     """Measure `model` and return the cell records (as `xpubench run --json` writes them).
@@ -42,7 +44,8 @@ def benchmark(
     `qps` and `bound_ms` as --qps and --bound-ms. `timings` are end-to-end and/or compute, as --timing;
     `repeats` the worker sessions per cell, as --repeats. `measure` takes MeasureConfig's fields (min_runs,
     min_time_s, ...) and `cell_timeout_s`. The run is stored in `results` like any other. Each cell
-    runs in a worker process of its own (a torch module reaches it as its exported .pt2 file).
+    runs in a worker process of its own (a torch module reaches it as its exported .pt2 file); with
+    `cluster` (a Dask scheduler's address, or "local:N") on that cluster's workers, as `--cluster`.
     """
     from xpubench.backends import backend_names
     from xpubench.core.measure import MeasureConfig
@@ -74,7 +77,14 @@ def benchmark(
         **({"repeats": repeats} if repeats is not None else {}),
     )
     # A bad model or data file raises before the run is stored.
-    with Session.start(results, [matrix], f"xpubench.benchmark({name!r})", cell_timeout_s=cell_timeout_s) as session:
+    with contextlib.ExitStack() as stack:
+        launcher = None
+        if cluster is not None:
+            from xpubench.cluster import connect
+
+            launcher = stack.enter_context(connect(cluster))
+        session = stack.enter_context(Session.start(results, [matrix], f"xpubench.benchmark({name!r})",
+                                                    cell_timeout_s=cell_timeout_s, launcher=launcher))
         ending = session.measure()
         # Stopped by Ctrl-C or SIGTERM: what is stored stays stored, and the caller stops too.
         if ending.exit_code == EXIT_INTERRUPTED:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import shlex
 import sys
@@ -26,7 +27,7 @@ if TYPE_CHECKING:
 DEFAULT_MODELS = ("dense1", "conv3dense1")
 DEFAULT_BACKENDS = ("onnxruntime", "litert")
 # Options --resume accepts besides RUN_ID: the rest come from the run's stored request.
-RESUME_OPTIONS = frozenset({"resume", "results", "json", "debug", "command", "execute"})
+RESUME_OPTIONS = frozenset({"resume", "results", "json", "debug", "command", "execute", "cluster"})
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -97,6 +98,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    f"(default: {DEFAULT_CELL_TIMEOUT_S:g})")
     p.add_argument("--pin", default=None, metavar="CPUS",
                    help="run every worker on these CPUs only, e.g. 0 or 0-1 or 0,2 (default: no pinning)")
+    p.add_argument("--cluster", default=None, metavar="ADDRESS",
+                   help="measure the cells on a Dask cluster: the scheduler's address (tcp://host:8786), or "
+                   "local:N for N worker processes on this machine; workers offer gpu and edgetpu as resources "
+                   "(dask worker ADDRESS --nthreads 1 --resources \"gpu=1\"). Needs xpubench[cluster]")
     p.add_argument("--resume", default=None, metavar="RUN_ID",
                    help="finish an interrupted run: measure the cells of its stored request that it lacks")
     add_results_option(p)
@@ -113,18 +118,37 @@ def execute(args: argparse.Namespace) -> int:
         if args.models or given:
             dropped = ", ".join([*(["MODEL"] if args.models else []), *given])
             raise UsageError(f"--resume measures the run's stored request: drop {dropped}")
-        with Session.resume(args.results, args.resume, progress.say) as session:
+        with Session.resume(args.results, args.resume, progress.say, connect=_connect(progress),
+                            cluster=args.cluster) as session:
             progress.say(f"resuming run {args.resume}: {session.cell_count} cells, results in {session.store.path}")
             return _measure(args, session, progress)
     matrix = _matrix(args)
     pin = _pin(args.pin)
+    if pin and args.cluster:
+        raise UsageError("--pin sets this machine's CPUs, not a cluster's: pin each dask worker instead "
+                         "(taskset -c CPUS dask worker ...) and drop --pin")
     command = shlex.join(["xpubench", *sys.argv[1:]])
-    # Users' files are checked first (in a worker), so a bad one fails before anything is stored;
-    # zoo models resolve (and train on first use) inside the sweep, under its progress bar.
-    with Session.start(args.results, [matrix], command, cell_timeout_s=args.cell_timeout, pin=pin,
-                       say=progress.say) as session:
-        progress.say(f"run {session.run_id}: {session.cell_count} cells, results in {session.store.path}")
+    with contextlib.ExitStack() as stack:
+        launcher = stack.enter_context(_connect(progress)(args.cluster)) if args.cluster else None
+        # Users' files are checked first (in a worker), so a bad one fails before anything is stored;
+        # zoo models resolve (and train on first use) inside the sweep, under its progress bar.
+        session = stack.enter_context(Session.start(args.results, [matrix], command, cell_timeout_s=args.cell_timeout,
+                                                    pin=pin, say=progress.say, launcher=launcher))
+        where = f" on the cluster {args.cluster}" if args.cluster else ""
+        progress.say(f"run {session.run_id}: {session.cell_count} cells{where}, results in {session.store.path}")
         return _measure(args, session, progress)
+
+
+def _connect(progress: ProgressBar):  # -> Callable[[str], Launcher]
+    """Connects to a cluster when a run asks for one (Dask is imported then only)."""
+
+    def connect(cluster: str):
+        from xpubench.cluster import connect
+
+        progress.say(f"connecting to the cluster {cluster}")
+        return connect(cluster, progress.say)
+
+    return connect
 
 
 def _matrix(args: argparse.Namespace):  # -> Matrix
@@ -197,7 +221,8 @@ def _measure(args: argparse.Namespace, session: Session, progress: ProgressBar) 
     from xpubench.report.table import render_text
     from xpubench.run.sweep import SweepEvents
 
-    ending = session.measure(SweepEvents(progress.say, progress.cell_started, progress.cell_done))
+    ending = session.measure(SweepEvents(progress.say, progress.cell_started, progress.cell_done,
+                                         progress.cells_running))
     if ending.status == "interrupted":
         progress.say(f"\ninterrupted: the cells measured so far are stored in run {ending.run_id}; "
                      f"`xpubench run --resume {ending.run_id}` measures the rest")

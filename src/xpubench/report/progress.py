@@ -10,9 +10,11 @@ from xpubench.core.cell import Cell
 
 
 class ProgressBar:
-    """Redraws one line on a terminal; prints a line per cell otherwise (logs, CI)."""
+    """Redraws one line on a terminal; prints a line per cell otherwise (logs, CI). When cells run several at
+    once (a cluster), the line says how many are done and queued, and which run on which worker."""
 
     WIDTH = 24
+    SHOWN = 4  # running cells named on the line; the rest are counted
 
     def __init__(self, stream: TextIO = sys.stderr) -> None:
         self.stream = stream
@@ -20,14 +22,34 @@ class ProgressBar:
         self.started = time.monotonic()
         self.total = 0
         self.done = 0
+        self.concurrent = False  # cells_running draws the line from then on
 
     def cell_started(self, index: int, total: int, cell: Cell) -> None:
         self.total = total
-        filled = int(self.WIDTH * index / max(total, 1))
-        bar = "#" * filled + "." * (self.WIDTH - filled)
+        if self.concurrent:
+            return
         elapsed = time.monotonic() - self.started
-        label = f"{cell.model} {cell.backend} {cell.precision} b{cell.batch_size} t{cell.threads}"
-        text = f"[{bar}] {index + 1}/{total} {elapsed:5.0f} s  {label}"
+        self._draw(f"[{self._bar(index, total)}] {index + 1}/{total} {elapsed:5.0f} s  {_label(cell)}")
+
+    def cells_running(self, queued: int, running: list[tuple[Cell, str | None]], done: int, total: int) -> None:
+        """Cells measured several at once: `running` holds the submitted ones with their worker (None: still
+        waiting for one)."""
+        self.concurrent = True
+        self.total = total
+        started = [(cell, where) for cell, where in running if where is not None]
+        waiting = queued + len(running) - len(started)
+        names = ", ".join(f"{_label(cell)} on {where}" for cell, where in started[: self.SHOWN])
+        if len(started) > self.SHOWN:
+            names += f", +{len(started) - self.SHOWN}"
+        elapsed = time.monotonic() - self.started
+        self._draw(f"[{self._bar(done, total)}] {done}/{total} done, {waiting} queued, {len(started)} running"
+                   f"{': ' + names if names else ''}  {elapsed:5.0f} s")
+
+    def _bar(self, done: int, total: int) -> str:
+        filled = int(self.WIDTH * done / max(total, 1))
+        return "#" * filled + "." * (self.WIDTH - filled)
+
+    def _draw(self, text: str) -> None:
         if self.tty:
             self.stream.write("\r\033[K" + text)
         else:
@@ -45,3 +67,7 @@ class ProgressBar:
             self.stream.write("\r\033[K")
         self.stream.write(message + "\n")
         self.stream.flush()
+
+
+def _label(cell: Cell) -> str:
+    return f"{cell.model} {cell.backend} {cell.precision} b{cell.batch_size} t{cell.threads}"

@@ -102,6 +102,13 @@ def _stable(r: Record) -> str:
     return "yes" if r.get("stable") else "no"
 
 
+def _node(r: Record) -> str | None:
+    worker = r.get("worker") or {}
+    if not worker.get("node"):
+        return None
+    return f"{worker['node']}@{worker.get('host') or '?'}"
+
+
 @dataclass(frozen=True)
 class Column:
     """A table column: its header (with unit), the record field it shows and how it formats it.
@@ -159,6 +166,8 @@ COLUMNS: tuple[Column, ...] = (
     Column("runs", "runs", lambda v: str(v or "")),
     Column("stable", "stable", text, None, read=_stable),
     Column("emulated", "emulated", text, None, read=lambda r: "emulated" if r.get("emulated") else ""),
+    # Cells measured on a cluster: which worker, on which machine (sort by it to group them).
+    Column("node", "worker.node", text, None, optional=True, read=lambda r: _node(r)),
 )
 
 

@@ -1,6 +1,7 @@
 """Launchers run a task somewhere isolated and return its answer or the reason it failed.
 
-The `Launcher` protocol is all the sweep, the session and the long-lived services know of where tasks run.
+The `Launcher` protocol is all the sweep, the session and the long-lived services know of where tasks run
+(xpubench.cluster has a launcher whose workers are a Dask cluster's).
 `ProcessLauncher` runs each task in a fresh worker process on this machine (not fork: TensorFlow's and ONNX
 Runtime's threads do not survive fork): it relays what the task says, enforces a time limit, kills the
 worker's whole process group on a timeout or an interrupt, tells an out-of-memory kill (cgroup v2) from
@@ -23,8 +24,9 @@ import tempfile
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Mapping
+from concurrent.futures import Future
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -34,7 +36,7 @@ from xpubench.run.worker import HEADER
 Say = Callable[[str], None]
 _LOG_TAIL_BYTES = 4096
 WARM_WORKERS = 6  # idle workers a ProcessLauncher keeps for tasks with a worker_key
-RESULT, USAGE, FAILED = "result", "usage", "failed"
+RESULT, USAGE, FAILED, UNAVAILABLE = "result", "usage", "failed", "unavailable"
 
 
 class Task(Protocol):
@@ -52,19 +54,22 @@ class WorkerInfo:
     wall_s: float
     max_rss_mib: float | None
     host: str = ""
+    node: str = ""  # the cluster worker that started it; "" on this machine
+    environment: Mapping[str, Any] | None = field(default=None, compare=False)  # that node's, when it is one
 
     def record(self) -> dict[str, Any]:
-        return {
-            "affinity": list(self.affinity),
-            "worker": {"pid": self.pid, "wall_s": round(self.wall_s, 3), "max_rss_mib": self.max_rss_mib,
-                       "host": self.host},
-        }
+        worker = {"pid": self.pid, "wall_s": round(self.wall_s, 3), "max_rss_mib": self.max_rss_mib,
+                  "host": self.host}
+        if self.node:
+            worker.update(node=self.node, environment=dict(self.environment or {}))
+        return {"affinity": list(self.affinity), "worker": worker}
 
 
 @dataclass(frozen=True)
 class TaskOutcome:
-    """What became of a task: its `result` (value), the user's mistake (`usage`: the one-line message), or
-    `failed` (value: the reason, e.g. a signal, out of memory, the time limit, the task's own error)."""
+    """What became of a task: its `result` (value), the user's mistake (`usage`: the one-line message),
+    `failed` (value: the reason, e.g. a signal, out of memory, the time limit, the task's own error), or
+    `unavailable` (value: why no worker can take it: none offers the resources it needs)."""
 
     kind: str
     value: Any
@@ -75,11 +80,39 @@ class TaskOutcome:
         return self.kind == RESULT
 
 
+class Pending(Future):
+    """A submitted task's outcome to come (a TaskOutcome); `where` names the worker running it, None while it
+    waits for one."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.where: str | None = None
+
+    @classmethod
+    def settled(cls, outcome: TaskOutcome, where: str | None = None) -> Pending:
+        pending = cls()
+        pending.where = where
+        pending.set_result(outcome)
+        return pending
+
+
 class Launcher(Protocol):
-    """Runs tasks in isolated workers: one to completion (`run`), or a long-lived one started and stopped
-    (`start`). `interrupt` stops every task it is running (they fail); `close` frees what it holds."""
+    """Runs tasks in isolated workers: one to completion (`run`), up to `slots` at once (`submit`), or a
+    long-lived one started and stopped (`start`). `interrupt` stops every task it is running (they fail);
+    `close` frees what it holds. `remote`: its workers may be other machines, which see neither this
+    machine's files nor its devices (a task then carries what it reads)."""
+
+    slots: int
+    remote: bool
 
     def run(self, task: Task, timeout_s: float, say: Say | None = None) -> TaskOutcome: ...
+
+    def submit(
+        self, task: Task, timeout_s: float, say: Say | None = None, needs: Mapping[str, float] | None = None
+    ) -> Pending:
+        """The task on a worker that offers the resources it `needs` (run.resources); a launcher with one
+        slot may finish it before returning. No such worker: an `unavailable` outcome at once."""
+        ...
 
     def start(self, task: Task, say: Say | None = None) -> Running: ...
 
@@ -153,6 +186,9 @@ class ProcessLauncher:
     measures. Every other task gets a fresh process, which exits when the task is done.
     """
 
+    slots = 1  # one task at a time: cells are measured one after another, on a quiet machine
+    remote = False
+
     def __init__(
         self, pin: Iterable[int] | None = None, cwd: Path | str | None = None, warm: int = WARM_WORKERS
     ) -> None:
@@ -181,6 +217,12 @@ class ProcessLauncher:
         for pid in list(self._running):
             self._interrupted.add(pid)
             _signal_group(pid, signal.SIGKILL)
+
+    def submit(
+        self, task: Task, timeout_s: float, say: Say | None = None, needs: Mapping[str, float] | None = None
+    ) -> Pending:
+        """Runs the task before returning: this machine has what it has (run.feasibility asked before)."""
+        return Pending.settled(self.run(task, timeout_s, say), self._host)
 
     def start(self, task: Task, say: Say | None = None) -> Running:
         pid: list[int] = []

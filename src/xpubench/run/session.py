@@ -8,8 +8,8 @@ import os
 import signal
 import socket
 import threading
-from collections.abc import Iterable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -69,41 +69,60 @@ class Session:
         cwd: Path | str | None = None,
         say: Say | None = None,
         extra: Mapping[str, Any] | None = None,
+        launcher: Launcher | None = None,
     ) -> Iterator[Session]:
         """A new run of `matrices` in the store of the folder `results`. The user's own model files (and any
         model with --data) are prepared first, so that a bad one is a UsageError before anything is stored.
-        `extra` joins the stored request (a study's name and mode)."""
+        `extra` joins the stored request (a study's name and mode). `launcher` measures the cells (default:
+        a ProcessLauncher with `pin` and `cwd`, which also prepares the models); its owner closes it. A
+        launcher with a `cluster` attribute has it stored, so that `resume` can reach that cluster again."""
         from xpubench.models.zoo import lookup
         from xpubench.run.environment import collect
         from xpubench.store import ResultStore
 
-        with ProcessLauncher(pin, cwd) as launcher, Sweep(launcher, cell_timeout_s, say) as sweep:
+        with ProcessLauncher(pin, cwd) as local, Sweep(local, cell_timeout_s, say, launcher) as sweep:
             for matrix in matrices:
                 for model in matrix.models:
                     if lookup(model) is None or matrix.data is not None:
                         sweep.prepare(matrix, model)
             threads = sorted({t for m in matrices for t in m.threads})
-            request = {**(extra or {}), **_request(matrices, sweep, launcher)}
+            request = {**(extra or {}), **_request(matrices, sweep, local)}
             with ResultStore(results) as store:
                 run_id = store.start_run(collect(threads), command=command, request=request)
-                yield cls(store, run_id, matrices, sweep, launcher)
+                yield cls(store, run_id, matrices, sweep, sweep.cells)
 
     @classmethod
     @contextmanager
     def resume(
-        cls, results: Path | str, run_id: str, say: Say | None = None, study: str | None = None
+        cls,
+        results: Path | str,
+        run_id: str,
+        say: Say | None = None,
+        study: str | None = None,
+        connect: Callable[[str], Launcher] | None = None,
+        cluster: str | None = None,
     ) -> Iterator[Session]:
         """The stored run `run_id` of the store in `results` again, measuring only the cells of its request
         that it lacks: a run of `xpubench run`, or of the named `study`. Refused while the run's own process
-        is still alive."""
+        is still alive. A run that measured on a cluster goes on there (or on `cluster`, when given): `connect`
+        makes the launcher for it, and the session closes it."""
         from xpubench.store import ResultStore
 
-        with ResultStore(results, create=False) as store, cls._resumed(store, run_id, say, study) as session:
+        with ResultStore(results, create=False) as store, \
+                cls._resumed(store, run_id, say, study, connect, cluster) as session:
             yield session
 
     @classmethod
     @contextmanager
-    def _resumed(cls, store: ResultStore, run_id: str, say: Say | None, study: str | None) -> Iterator[Session]:
+    def _resumed(
+        cls,
+        store: ResultStore,
+        run_id: str,
+        say: Say | None,
+        study: str | None,
+        connect: Callable[[str], Launcher] | None,
+        cluster: str | None,
+    ) -> Iterator[Session]:
         run = store.run(run_id)
         request = run["request"]
         if request is None:
@@ -120,10 +139,16 @@ class Session:
             matrices = [matrix_from_json(m) for m in stored]
         except (KeyError, TypeError, ValueError) as exc:
             raise UsageError(f"run {run_id}'s stored request no longer fits this xpubench: {exc}") from None
-        with ProcessLauncher(request.get("pin"), request.get("cwd")) as launcher, \
-                Sweep(launcher, request["cell_timeout_s"], say) as sweep:
-            store.resume_run(run_id, {**request, **_request(matrices, sweep, launcher)})
-            yield cls(store, run_id, matrices, sweep, launcher)
+        cluster = cluster or request.get("cluster")
+        if cluster and connect is None:
+            raise UsageError(f"run {run_id} measured on the cluster {cluster}: resume it with `xpubench run "
+                             f"--resume {run_id}`")
+        with ExitStack() as stack:
+            launcher = stack.enter_context(_closing(connect(cluster))) if cluster and connect else None
+            local = stack.enter_context(ProcessLauncher(request.get("pin"), request.get("cwd")))
+            sweep = stack.enter_context(Sweep(local, request["cell_timeout_s"], say, launcher))
+            store.resume_run(run_id, {**request, **_request(matrices, sweep, local)})
+            yield cls(store, run_id, matrices, sweep, sweep.cells)
 
     def measure(self, events: SweepEvents | None = None) -> Ending:
         """Measure what the run lacks. Ctrl-C and SIGTERM stop it with what is stored kept; either way the
@@ -144,14 +169,23 @@ class Session:
         return Ending(self.run_id, status, code)
 
 
-def _request(matrices: Sequence[Matrix], sweep: Sweep, launcher: Launcher) -> dict[str, Any]:
+@contextmanager
+def _closing(launcher: Launcher) -> Iterator[Launcher]:
+    try:
+        yield launcher
+    finally:
+        launcher.close()
+
+
+def _request(matrices: Sequence[Matrix], sweep: Sweep, local: ProcessLauncher) -> dict[str, Any]:
     """What a run stores to be resumed: its matrices, how its workers run, and who is running it."""
     pid = os.getpid()
     return {
         "matrices": [matrix_to_json(m) for m in matrices],
         "cell_timeout_s": sweep.timeout_s,
-        "pin": list(launcher.pin) if getattr(launcher, "pin", None) else None,
-        "cwd": str(getattr(launcher, "cwd", Path.cwd())),  # relative model and data paths are relative to it
+        "pin": list(local.pin) if local.pin else None,
+        "cwd": str(local.cwd),  # relative model and data paths are relative to it
+        "cluster": getattr(sweep.cells, "cluster", None),  # where the cells ran: None, this machine
         "pid": pid,  # so a resume can tell a run still running from an interrupted one
         "started": process_start(pid),  # and that pid from a later process that reuses it
         "host": socket.gethostname(),

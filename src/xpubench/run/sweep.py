@@ -1,11 +1,14 @@
 """The parent's side of a sweep: each model prepared once, each cell measured by a task in a worker of the
-launcher, each result committed to the store as soon as it comes back."""
+launcher (as many at once as it has slots), each result committed to the store, by this process alone, as
+soon as it comes back."""
 
 from __future__ import annotations
 
 import shutil
 import tempfile
+from collections import deque
 from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import FIRST_COMPLETED, wait
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -15,10 +18,11 @@ import numpy as np
 from xpubench.core.cell import Cell, CellResult
 from xpubench.core.errors import InvalidSetting
 from xpubench.errors import UsageError
-from xpubench.run.launcher import RESULT, USAGE, Launcher, TaskOutcome, WorkerInfo
+from xpubench.run.launcher import RESULT, UNAVAILABLE, USAGE, Launcher, Pending, TaskOutcome, WorkerInfo
 from xpubench.run.limits import DEFAULT_CELL_TIMEOUT_S, MAX_REPEATS, PREPARE_AT_ONCE, PREPARE_TIMEOUT_S
 from xpubench.run.matrix import CellSettings, Matrix
 from xpubench.run.repeats import Repeat, combine, interval
+from xpubench.run.resources import resources_for
 from xpubench.run.tasks import CellTask, ModelSource, Prepared, PrepareTask, TrainTask, source_format_of
 
 if TYPE_CHECKING:
@@ -34,19 +38,31 @@ class SweepEvents:
     say: Callable[[str], None] = lambda _msg: None
     cell_started: Callable[[int, int, Cell], None] = lambda _i, _n, _cell: None
     cell_done: Callable[[dict[str, Any]], None] = lambda _record: None  # the record as stored
+    # Cells measured several at once (a cluster): (queued, running [(cell, worker or None)], done, total),
+    # called whenever that changes.
+    cells_running: Callable[[int, list[tuple[Cell, str | None]], int, int], None] = lambda _q, _r, _d, _t: None
 
 
 class Sweep:
     """Runs matrices through a launcher: prepares each model once (training a zoo model on first use), answers
     the cells that cannot run here without a worker, and measures every other cell in a task of its own with
     a time limit. A crash, a hang or an error in a cell is that cell's `failed` row; the sweep goes on.
+    Models are prepared by `launcher` (on this machine, where the user's files are); cells are measured by
+    `cells` (default: `launcher`), as many at once as it has slots.
     Use as a context manager; `close()` removes its folder (the prepared workloads)."""
 
-    def __init__(self, launcher: Launcher, timeout_s: float = DEFAULT_CELL_TIMEOUT_S, say: Say | None = None) -> None:
+    def __init__(
+        self,
+        launcher: Launcher,
+        timeout_s: float = DEFAULT_CELL_TIMEOUT_S,
+        say: Say | None = None,
+        cells: Launcher | None = None,
+    ) -> None:
         if not timeout_s > 0:
             raise InvalidSetting("cell_timeout_s", f"a cell's time limit must be a positive number of seconds, "
                                  f"got {timeout_s:g}")
         self.launcher = launcher
+        self.cells = cells or launcher
         self.timeout_s = float(timeout_s)
         self.say: Say = say or (lambda _msg: None)
         self.folder = Path(tempfile.mkdtemp(prefix="xpubench-sweep-"))
@@ -70,7 +86,7 @@ class Sweep:
         source = ModelSource(model, matrix.data, matrix.shapes)
         if source not in self._prepared:
             mine = tuple(c for c in matrix.cells() if c.model == model) if cells is None else tuple(cells)
-            self._prepared[source] = self._prepare(PrepareTask(source, self.folder, True, mine))
+            self._prepared[source] = self._prepare(PrepareTask(source, self.folder, True, mine, self.cells.remote))
         return self._prepared[source]
 
     def prepare_many(self, requests: Iterable[tuple[Matrix, str, Iterable[Cell] | None]]) -> list[Prepared | str]:
@@ -127,14 +143,32 @@ class Sweep:
     ) -> tuple[CellResult, WorkerInfo | None]:
         """One repeat of the cell measured in a worker; a crash, a hang or an error is a `failed` row. A cell
         the preparation screened out is answered at once, with no worker."""
+        answered = self._answered(cell, prepared)
+        if answered is not None:
+            return answered, None
+        assert not isinstance(prepared, str)
+        return self._row(cell, self._submit(cell, prepared, settings, repeat).result())
+
+    def _answered(self, cell: Cell, prepared: Prepared | str) -> CellResult | None:
+        """The cell's row when no worker is needed: its model could not be prepared, or it cannot run here."""
         if isinstance(prepared, str):
-            return CellResult.not_measured(cell, "failed", prepared), None
-        if cell.key in prepared.screened:
-            return prepared.screened[cell.key], None
-        outcome = self._run(CellTask(cell, replace(prepared, screened={}), settings, repeat), self.timeout_s)
+            return CellResult.not_measured(cell, "failed", prepared)
+        return prepared.screened.get(cell.key)
+
+    def _submit(self, cell: Cell, prepared: Prepared, settings: CellSettings, repeat: int) -> Pending:
+        task = CellTask(cell, replace(prepared, screened={}), settings, repeat)
+        say = self.say
+        if self.cells.remote:  # several cells at once, each far away: say which one speaks
+            say = lambda message: self.say(f"{cell.key}: {message}")  # noqa: E731
+        return self.cells.submit(task, self.timeout_s, say, resources_for(cell.device))
+
+    def _row(self, cell: Cell, outcome: TaskOutcome) -> tuple[CellResult, WorkerInfo | None]:
+        if outcome.kind == USAGE:
+            raise UsageError(outcome.value)
         if outcome.kind == RESULT:
             return outcome.value, outcome.info
-        return CellResult.not_measured(cell, "failed", str(outcome.value)), outcome.info
+        status = "unavailable" if outcome.kind == UNAVAILABLE else "failed"
+        return CellResult.not_measured(cell, status, str(outcome.value)), outcome.info
 
     def run(
         self,
@@ -144,9 +178,9 @@ class Sweep:
         events: SweepEvents | None = None,
     ) -> None:
         """Measure every cell of the matrices that the run has not stored yet, committing each to the store as
-        soon as it is done (`--resume` calls this again). Each matrix's models are prepared first,
-        PREPARE_AT_ONCE at a time, with the cells of every matrix. A cell of several repeats is measured in
-        rounds: the first repeat of every cell, then the second, ..., so that slow drift of the machine spreads
+        soon as it is done (`--resume` calls this again). The models are prepared first, matrix by matrix,
+        PREPARE_AT_ONCE at a time, each with the cells of every matrix. A cell of several repeats is measured in
+        rounds, the first repeat of every cell, then the second, ..., so that slow drift of the machine spreads
         over all of them; each repeat is stored as it comes, the cell once its repeats are in."""
         events = events or SweepEvents()
         every = [(matrix, cell) for matrix in matrices for cell in matrix.cells()]
@@ -167,51 +201,86 @@ class Sweep:
             )
             tdp_w = matrix.tdp()
             for cell in matrix.cells():
-                if cell.key not in done and cell.key not in pending:  # the same cell twice in the request
+                if cell.key not in done and cell.key not in pending:  # stored before, or twice in the request
                     pending[cell.key] = _Pending(matrix, cell, matrix.settings_for(cell, tdp_w), positions[cell.key])
         for key, repeats in store.repeats(run_id).items():
             if key in pending:
                 pending[key].repeats = list(repeats)
-        total = sum(p.settings.repeats for p in pending.values())
-        started = 0
-        while pending:
-            for key, item in list(pending.items()):
-                events.cell_started(started, total, item.cell)
-                started += 1
-                index = len(item.repeats)
-                result, info = self.measure(item.cell, self.prepare(item.matrix, item.cell.model), item.settings, index)
-                record = {**result.as_dict(), **(info.record() if info else {"affinity": None, "worker": None})}
-                record.pop("environment")
-                if item.settings.repeats == 1 or result.status != "ok":
-                    if index and result.status != "ok":  # a later repeat broke: the cell is not measured
-                        record["reason"] = f"repeat {index + 1} of {item.settings.repeats}: {record['reason']}"
-                    self._store(store, run_id, key, pending, record, result.samples_ns, events)
-                    continue
-                store.add_repeat(run_id, key, index, record, result.samples_ns)
-                item.repeats.append((record, np.asarray(result.samples_ns)))
-                stop = item.stop_reason()
-                if stop is not None:
-                    combined, samples = combine(item.repeats, item.settings.tdp_w, stop)
-                    self._store(store, run_id, key, pending, combined, samples, events)
-                elif len(item.repeats) >= item.settings.repeats:
-                    total += 1  # --ci-target asks for another repeat
+        self._measure_all(list(pending.values()), len(every) - len(pending), len(every), store, run_id, events)
 
-    @staticmethod
-    def _store(store: ResultStore, run_id: str, key: str, pending: dict, record: dict, samples: Any,
-               events: SweepEvents) -> None:
-        store.add_record(run_id, record, samples, pending[key].position)
-        del pending[key]
-        events.cell_done(record)
+    def _measure_all(
+        self, todo: list[_Pending], stored: int, total: int, store: ResultStore, run_id: str, events: SweepEvents
+    ) -> None:
+        """The cells' repeats, up to the launcher's slots in flight at once, a cell's next repeat queued behind
+        the other cells' when its last one comes back; each cell stored as soon as it is complete (`stored` of
+        `total` are already). Ctrl-C (or SIGTERM) stops the tasks in flight; none of them is stored."""
+        queue = deque(todo)
+        in_flight: dict[Pending, _Pending] = {}
+        shown: list[tuple[Cell, str | None]] | None = None
+        concurrent = self.cells.slots > 1
+        if concurrent and todo:
+            events.cells_running(len(queue), [], stored, total)
+
+        def finish(item: _Pending, record: dict[str, Any], samples: Any) -> None:
+            nonlocal stored
+            store.add_record(run_id, record, samples, item.position)
+            stored += 1
+            events.cell_done(record)
+
+        def landed(item: _Pending, result: CellResult, info: WorkerInfo | None) -> None:
+            """One repeat back: the cell stored, or its next repeat queued."""
+            record = {**result.as_dict(), **(info.record() if info else {"affinity": None, "worker": None})}
+            record.pop("environment")
+            index = len(item.repeats)
+            if item.settings.repeats == 1 or result.status != "ok":
+                if index and result.status != "ok":  # a later repeat broke: the cell is not measured
+                    record["reason"] = f"repeat {index + 1} of {item.settings.repeats}: {record['reason']}"
+                finish(item, record, result.samples_ns)
+                return
+            store.add_repeat(run_id, item.cell.key, index, record, result.samples_ns)
+            item.repeats.append((record, np.asarray(result.samples_ns)))
+            stop = item.stop_reason()
+            if stop is None:
+                queue.append(item)
+            else:
+                finish(item, *combine(item.repeats, item.settings.tdp_w, stop))
+
+        try:
+            while queue or in_flight:
+                while queue and len(in_flight) < max(1, self.cells.slots):
+                    item = queue.popleft()
+                    events.cell_started(item.position, total, item.cell)
+                    prepared = self.prepare(item.matrix, item.cell.model)
+                    answered = self._answered(item.cell, prepared)
+                    if answered is not None:
+                        landed(item, answered, None)
+                        continue
+                    assert not isinstance(prepared, str)
+                    in_flight[self._submit(item.cell, prepared, item.settings, len(item.repeats))] = item
+                if not in_flight:
+                    continue
+                finished, _ = wait(list(in_flight), timeout=0.5, return_when=FIRST_COMPLETED)
+                for pending in sorted(finished, key=lambda p: list(in_flight).index(p)):
+                    item = in_flight.pop(pending)
+                    landed(item, *self._row(item.cell, pending.result()))
+                if concurrent:
+                    running = [(item.cell, pending.where) for pending, item in in_flight.items()]
+                    if running != shown:
+                        shown = running
+                        events.cells_running(len(queue), running, stored, total)
+        except BaseException:
+            self.cells.interrupt()  # the tasks in flight stop now; none of them is stored
+            raise
 
 
 @dataclass
 class _Pending:
-    """A cell the sweep has not stored yet, and the repeats it has measured of it."""
+    """A cell the sweep has not stored yet, its place in the run's request, and the repeats it has of it."""
 
     matrix: Matrix
     cell: Cell
     settings: CellSettings
-    position: int  # in the run's request
+    position: int
     repeats: list[Repeat] = field(default_factory=list)
 
     def stop_reason(self) -> str | None:
@@ -221,11 +290,11 @@ class _Pending:
         if count < wanted:
             return None
         target = self.settings.measure.ci_target
-        spent = sum(record["duration_s"] or 0.0 for record, _ in self.repeats)
         if target is None:
             share = self.settings.per_repeat()
             return f"{count} repeats of at least {share.min_runs} runs and {share.min_time_s:g} s"
         halfwidth = interval(self.repeats).halfwidth
+        spent = sum(record["duration_s"] or 0.0 for record, _ in self.repeats)
         if halfwidth <= target:
             return f"95 % interval of the median within +-{halfwidth:.2%} after {count} repeats"
         if spent >= self.settings.measure.max_time_s:

@@ -18,6 +18,7 @@ from xpubench.run.worker import Answer, Say
 if TYPE_CHECKING:
     from xpubench.core.cell import Cell, CellResult
     from xpubench.models import Workload
+    from xpubench.run.parcel import Parcel
 
 
 @dataclass(frozen=True)
@@ -40,6 +41,8 @@ class Prepared:
     # The rows of the cells that cannot run here (run.feasibility says why), keyed by cell key:
     # the sweep stores those at once, without a worker of their own.
     screened: dict[str, CellResult] = field(default_factory=dict, compare=False)
+    # For workers on other machines: the Workload with the bytes of its files (then workload_file is None).
+    parcel: Parcel | None = field(default=None, compare=False, repr=False)
 
 
 @dataclass(frozen=True)
@@ -62,12 +65,15 @@ class TrainTask:
 @dataclass(frozen=True)
 class PrepareTask:
     """Resolve a model, compute its float32 reference once, screen its cells, and pickle the ready Workload
-    into `folder` for the cells' workers; once answered, convert the artifacts the cells will load."""
+    into `folder` for the cells' workers; once answered, convert the artifacts the cells will load.
+    `portable`: the cells run on other machines (a cluster): their workers answer "can it run here", and the
+    Workload travels as a Parcel, its artifacts converted first."""
 
     source: ModelSource
     folder: Path
     with_reference: bool = True
     cells: tuple[Cell, ...] = ()  # to screen and to convert for
+    portable: bool = False
 
     def execute(self, say: Say) -> Answer:
         from xpubench.models import REFERENCE_BACKEND, resolve
@@ -86,6 +92,11 @@ class PrepareTask:
             workload, reference_file, note = cached_reference(workload)
         else:
             workload = replace(workload, reference=())
+        if self.portable:
+            from xpubench.run.parcel import pack
+
+            convert_ahead(workload, list(self.cells), say)
+            return Prepared(self.source, None, reference_file, note, {}, pack(workload))
         screened = {}
         for cell in self.cells:
             with contextlib.suppress(Exception):  # a check that fails: the cell's own worker finds out why
@@ -156,8 +167,12 @@ _loaded: dict[Path, Workload] = {}  # a warm worker's workloads, by file: each i
 
 
 def load_workload(prepared: Prepared, say: Say) -> Workload:
-    """The prepared Workload: unpickled (once per worker process: it is immutable), or resolved again with
-    the cached reference attached."""
+    """The prepared Workload: unpacked from its parcel, unpickled (once per worker process: it is immutable),
+    or resolved again with the cached reference attached."""
+    if prepared.parcel is not None:
+        from xpubench.run.parcel import unpack
+
+        return unpack(prepared.parcel)
     if prepared.workload_file is not None:
         if prepared.workload_file not in _loaded:
             _loaded[prepared.workload_file] = pickle.loads(prepared.workload_file.read_bytes())

@@ -1,0 +1,14 @@
+"""What a cell's task needs of the worker that runs it: the resource its device is (a cluster's workers declare
+these names, e.g. `dask worker ... --resources "gpu=1,edgetpu=1"`)."""
+
+from __future__ import annotations
+
+# A device kind -> the worker resource it takes, one per task; devices not named here (cpu, the emulated
+# ones) need none.
+DEVICE_RESOURCES = {"cuda": "gpu", "edgetpu": "edgetpu"}
+
+
+def resources_for(device: str) -> dict[str, float]:
+    """`cuda:0` -> {"gpu": 1}; `cpu` -> {}."""
+    name = DEVICE_RESOURCES.get(device.split(":")[0])
+    return {name: 1} if name else {}
