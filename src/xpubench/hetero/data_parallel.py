@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from xpubench.hetero.executors import ProcessPart, SharedBatch, ThreadPart, run_once
+from xpubench.hetero.executors import Composite, ProcessPart, SharedBatch, ThreadPart, run_once
 
 if TYPE_CHECKING:
     from xpubench.hetero.parts import Part
@@ -34,10 +34,8 @@ def apportion(total: int, rates: Sequence[float]) -> list[int]:
     return [int(c) for c in counts]
 
 
-class DataParallel:
+class DataParallel(Composite):
     """K parts, each with the whole model, splitting every batch between them."""
-
-    clock = staticmethod(time.perf_counter_ns)
 
     def __init__(self, parts: Sequence[Part], workload: Workload, executor: str = "thread") -> None:
         if executor not in EXECUTORS:
@@ -74,22 +72,8 @@ class DataParallel:
         self.calls.append((time.perf_counter_ns() - start, counts, busy))
         return outputs
 
-    def fetch(self, result: list[np.ndarray]) -> list[np.ndarray]:
-        return result
-
-    def predict(self, arrays: Sequence[np.ndarray]) -> list[np.ndarray]:
-        return self.fetch(self.infer(self.prepare(arrays)))
-
-    def delegated_fraction(self) -> float | None:
-        return None
-
-    def model_bytes(self) -> int:
-        return sum(r.model_bytes() for r in self._runners)
-
     def close(self) -> None:
-        for runner in self._runners:
-            runner.close()
-        self._runners = []
+        super().close()
         if self._shared is not None:
             self._shared.close()
             self._shared = None

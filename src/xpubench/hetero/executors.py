@@ -201,3 +201,35 @@ def _process_main(conn: Any, part: Part, workload: Workload, artifact: Any) -> N
     backend.close()
     for m in memory:
         m.close()
+
+
+class Composite:
+    """What a composite cell (data-parallel or pipeline) shows the measurement loop, as a backend does: its
+    clock, its outputs already on the host, no delegate, the size of every part's artifact, and its parts closed
+    together. A subclass fills `_runners` and implements `prepare` and `infer`."""
+
+    clock = staticmethod(time.perf_counter_ns)
+    _runners: list[Any]
+
+    def prepare(self, arrays: Sequence[np.ndarray]) -> Any:
+        raise NotImplementedError
+
+    def infer(self, prepared: Any) -> list[np.ndarray]:
+        raise NotImplementedError
+
+    def fetch(self, result: list[np.ndarray]) -> list[np.ndarray]:
+        return result
+
+    def predict(self, arrays: Sequence[np.ndarray]) -> list[np.ndarray]:
+        return self.fetch(self.infer(self.prepare(arrays)))
+
+    def delegated_fraction(self) -> float | None:
+        return None
+
+    def model_bytes(self) -> int:
+        return sum(r.model_bytes() for r in self._runners)
+
+    def close(self) -> None:
+        for runner in self._runners:
+            runner.close()
+        self._runners = []

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from xpubench.hetero.executors import ThreadPart, run_once
+from xpubench.hetero.executors import Composite, ThreadPart, run_once
 
 if TYPE_CHECKING:
     from xpubench.hetero.cuts import Stage
@@ -51,11 +51,9 @@ class _Ticket:
         self.started = time.perf_counter_ns()
 
 
-class Pipeline:
+class Pipeline(Composite):
     """Stages on parts, one part per stage; a backend to the measurement loop (one batch through every
     stage per `infer`) that also streams many batches at once (`stream`)."""
-
-    clock = staticmethod(time.perf_counter_ns)
 
     def __init__(self, stages: Sequence[Stage], parts: Sequence[Part], workload: Workload, folder: Path,
                  input_names: Sequence[str]) -> None:
@@ -90,23 +88,6 @@ class Pipeline:
             raise ticket.error
         assert ticket.outputs is not None
         return ticket.outputs
-
-    def fetch(self, result: list[np.ndarray]) -> list[np.ndarray]:
-        return result
-
-    def predict(self, arrays: Sequence[np.ndarray]) -> list[np.ndarray]:
-        return self.fetch(self.infer(self.prepare(arrays)))
-
-    def delegated_fraction(self) -> float | None:
-        return None
-
-    def model_bytes(self) -> int:
-        return sum(r.model_bytes() for r in self._runners)
-
-    def close(self) -> None:
-        for runner in self._runners:
-            runner.close()
-        self._runners = []
 
     # -- streaming ---------------------------------------------------------------------------------
 
