@@ -50,6 +50,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--batch", type=int, default=1, metavar="B", help="samples per request (default: 1)")
     p.add_argument("--clients", type=int, default=None, metavar="N",
                    help="client processes (default: one per 8 in flight or 1000 req/s, at most the CPUs)")
+    p.add_argument("--drain", type=float, default=10.0, metavar="S",
+                   help="seconds the last requests may take after a level's end; later ones count unanswered "
+                   "(default: 10)")
     p.add_argument("--seed", type=int, default=20260501, help="the open loop's arrival schedule and the inputs")
     p.add_argument("--json", type=Path, default=None, metavar="FILE", help="also write the level records to FILE")
     add_results_option(p)
@@ -70,7 +73,7 @@ def execute(args: argparse.Namespace) -> int:
     except ValueError as exc:
         raise UsageError(str(exc)) from None
     request = LoadRequest(Endpoint.parse(args.url, args.protocol), args.model, levels, args.duration, args.batch,
-                          args.clients, args.seed, args.warmup)
+                          args.clients, args.seed, args.warmup, args.drain)
     target = probe(request)
     command = shlex.join(["xpubench", *sys.argv[1:]]) if sys.argv[1:2] == ["load"] else "xpubench load"
     clients = max(request.clients_for(level) for level in levels)

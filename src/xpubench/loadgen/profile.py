@@ -69,7 +69,9 @@ def level_result(level: LoadLevel, settings: LevelSettings, parts: Sequence[dict
     unsent = int(np.sum(measured & (merged["sent_ns"] == NOT_DONE)))
     first_error = next((p["error"] for p in parts if p.get("error")), None)
     if not np.any(answered):
-        reason = "; ".join(failures) or first_error or "no request was answered"
+        reason = "; ".join(failures) or first_error or (
+            f"none of the {int(np.sum(measured))} measured requests was answered within the level and its drain "
+            f"(past capacity? {int(np.sum(merged['done_ns'] != NOT_DONE))} warm-up requests were)")
         return CellResult.not_measured(cell, "failed", f"{level.label}: {reason}")
 
     order = np.argsort(merged["scheduled_ns"][answered], kind="stable")

@@ -29,6 +29,7 @@ DRAIN_S = 10.0  # after a level's end, how long its last requests may take befor
 LEAD_S = 2.0
 SENDERS_PER_CLIENT = 8  # closed loop: one client process per this many requests in flight (by default)
 RATE_PER_CLIENT = 1000.0  # open loop: one client process per this many requests/s (by default)
+UNREACHABLE_WAIT_S = 3.0  # how long a server that does not answer at all is waited for
 DATATYPE_PRECISION = {"FP32": "fp32", "FP16": "fp16", "BF16": "bf16", "INT8": "int8", "UINT8": "uint8-io"}
 
 
@@ -55,6 +56,8 @@ class LoadRequest:
             raise UsageError(f"--batch must be >= 1, got {self.batch}")
         if self.clients is not None and self.clients < 1:
             raise UsageError(f"--clients must be >= 1, got {self.clients}")
+        if not 0 <= self.drain_s <= MAX_LEVEL_S:
+            raise UsageError(f"--drain must be between 0 and {MAX_LEVEL_S:g} s, got {self.drain_s:g}")
         if self.warmup_s is not None and not 0 <= self.warmup_s < self.duration_s:
             raise UsageError(f"--warmup must be shorter than --duration ({self.duration_s:g} s)")
 
@@ -89,13 +92,15 @@ def probe(request: LoadRequest, wait_s: float = 30.0) -> Target:
     try:
         deadline = time.monotonic() + wait_s
         while True:
+            answered = False
             try:
                 if client.ready(request.model):
                     break
-                problem = f"model {request.model!r} is not ready"
+                answered, problem = True, f"model {request.model!r} is not ready"
             except Exception as exc:
                 problem = f"{type(exc).__name__}: {exc}".splitlines()[0][:200]
-            if time.monotonic() > deadline:
+            # A server that answers may still be loading its model; one that does not answer is given less time.
+            if time.monotonic() > (deadline if answered else deadline - wait_s + UNREACHABLE_WAIT_S):
                 raise UsageError(f"no ready server at {request.endpoint.url()} ({problem}): start one, or check "
                                  "the address, --protocol and --model")
             time.sleep(0.2)
