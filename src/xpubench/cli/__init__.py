@@ -7,13 +7,13 @@ import sys
 import traceback
 from collections.abc import Sequence
 
-from xpubench.cli import compare, data, devices, export, report, run, serve, show, split, study, train, zoo
+from xpubench.cli import compare, data, devices, export, load, report, run, serve, show, split, study, train, zoo
 from xpubench.cli.options import SETTING_FLAGS
 from xpubench.core.errors import InvalidSetting
 from xpubench.errors import UsageError
 from xpubench.version import __version__
 
-COMMANDS = (run, devices, zoo, show, compare, report, data, study, train, split, serve, export)
+COMMANDS = (run, devices, zoo, show, compare, report, data, study, train, split, serve, load, export)
 EXIT_USAGE = 2
 
 

@@ -375,6 +375,60 @@ def confusion(records: Sequence[Record], **kw: bool) -> list[Plot]:
     return plots
 
 
+def load_plots(records: Sequence[Record], palette: Palette, **kw: bool) -> list[Plot]:
+    """`xpubench load` levels: throughput against concurrency, latency against throughput, and the batch sizes the
+    server formed; none when the records hold no load level."""
+    levels = [r for r in records if r.get("scenario") == "load" and r.get("status") == "ok"
+              and r.get("scenario_result")]
+    if not levels:
+        return []
+    series: dict[str, list[Record]] = {}
+    for r in levels:
+        options = {k: v for k, v in (r.get("options") or {}).items() if k not in ("concurrency", "rate")}
+        name = f"{r['model']} {r['backend']}{'' if not options else ' ' + str(options)}"
+        series.setdefault(f"{name} run {r['run_id']}" if kw.get("multi_run") and r.get("run_id") else name,
+                          []).append(r)
+    fig, (curve, tail) = _grid(2, legend_rows=len(series))
+    for label, rows in series.items():
+        closed = sorted((r for r in rows if r["scenario_result"].get("concurrency")),
+                        key=lambda r: r["scenario_result"]["concurrency"])
+        if closed:
+            curve.plot([r["scenario_result"]["concurrency"] for r in closed],
+                       [r["scenario_result"]["throughput_rps"] for r in closed], "o-", color=palette(label),
+                       label=label)
+        ordered = sorted(rows, key=lambda r: r["scenario_result"]["throughput_rps"])
+        x = [r["scenario_result"]["throughput_rps"] for r in ordered]
+        tail.plot(x, [r["scenario_result"]["p50_ms"] for r in ordered], "o-", color=palette(label), label=label)
+        tail.plot(x, [r["scenario_result"]["p99_ms"] for r in ordered], "^--", color=palette(label), alpha=0.6)
+    curve.set_xscale("log", base=2)
+    curve.xaxis.set_major_formatter(__import__("matplotlib.ticker").ticker.FuncFormatter(lambda v, _p: f"{v:g}"))
+    curve.set_xlabel("requests in flight (concurrency)")
+    curve.set_ylabel("throughput [requests/s]")
+    tail.set_yscale("log")
+    _plain_log(tail.yaxis)
+    tail.set_xlabel("throughput [requests/s]")
+    tail.set_ylabel("latency [ms]: p50 (o), p99 (^)")
+    _legend_below(fig, [curve, tail])
+    plots = [Plot("load-curves", "Load: throughput and latency", "Each point is one load level of `xpubench load`: "
+                  "closed-loop levels by requests in flight (left); every level's p50 and p99 latency at the "
+                  "throughput it reached (right). Latency counts from the scheduled send in an open loop.", fig)]
+    formed = [r for r in levels if (r["scenario_result"].get("server") or {}).get("batch_histogram")]
+    if formed:
+        hist, axes = _grid(min(len(formed), 6), height=2.6)
+        for ax, r in zip(axes, formed, strict=False):
+            rows = r["scenario_result"]["server"]["batch_histogram"]
+            ax.bar([h["batch_size"] for h in rows], [h["executions"] for h in rows], color=palette(cell_label(r)))
+            level = ", ".join(f"{k} {v}" for k, v in (r.get("options") or {}).items())
+            ax.set_title(f"{r['model']} {level}: avg batch {r['scenario_result']['server']['avg_batch']:.3g}",
+                         fontsize=8)
+            ax.set_xlabel("batch size formed")
+            ax.set_ylabel("batches")
+        plots.append(Plot("load-batches", "Load: the batches the server formed",
+                          "From the server's statistics extension over each level (the first six levels with "
+                          "batches): how many batches of each size the dynamic batcher ran.", hist))
+    return plots
+
+
 def make_plots(records: Sequence[Record], samples: dict[tuple[str, str], np.ndarray]) -> list[Plot]:
     """Every plot of the report. `records` carry `run_id`; `samples` maps (run_id, key) to call times in ns."""
     import matplotlib
@@ -392,6 +446,7 @@ def make_plots(records: Sequence[Record], samples: dict[tuple[str, str], np.ndar
             price(records, palette, **kw),
             latency_distribution(records, samples, palette, **kw),
             *confusion(records, **kw),
+            *load_plots(records, palette, **kw),
         ]
 
 

@@ -1,0 +1,163 @@
+"""`xpubench load` as a user runs it, against real `xpubench serve` processes on 127.0.0.1; the service model's
+arithmetic on synthetic data."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tests.conftest import run_cli
+from tests.test_metrics_doc import defined, fields
+from xpubench.loadgen.model import LoadPoint, ServiceModel, split_held_out
+from xpubench.loadgen.profile import server_breakdown, windows_stable
+from xpubench.loadgen.schedule import LoadLevel, schedule, shares
+
+pytest.importorskip("tritonclient.grpc")
+pytest.importorskip("uvicorn")
+
+from tests.test_serve import serving  # noqa: E402  (needs the serve extra)
+
+
+@pytest.fixture
+def slow_onnx(tmp_path: Path) -> Path:
+    """Six 1024x1024 matmuls in a row: milliseconds a call on one thread, so 800 req/s is far past capacity."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(0)
+    weights = [numpy_helper.from_array((rng.standard_normal((1024, 1024)) / 32).astype(np.float32), f"w{i}")
+               for i in range(6)]
+    nodes = [helper.make_node("MatMul", ["x" if i == 0 else f"h{i}", f"w{i}"], [f"h{i + 1}" if i < 5 else "y"])
+             for i in range(6)]
+    graph = helper.make_graph(nodes, "slow", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["n", 1024])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["n", 1024])], weights)
+    path = tmp_path / "slow.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), path)
+    return path
+
+
+def load(url: str, model: str, results: Path, out: Path, *options: str):
+    return run_cli("load", url, "--model", model, "--duration", "1.5", "--warmup", "0.3", "--results", str(results),
+                   "--json", str(out), *options, timeout=120)
+
+
+def test_closed_and_open_loop_are_stored_with_the_servers_breakdown_and_shown(relu_onnx, tmp_path):
+    results, out = tmp_path / "r", tmp_path / "load.json"
+    with serving(relu_onnx, "--max-batch", "8", "--max-queue-delay-us", "2000") as server:
+        done = load(f"http://{server.http}", "relu", results, out, "--concurrency", "1,8", "--clients", "2")
+        assert done.returncode == 0, done.stderr
+        closed = json.loads(out.read_text())["cells"]
+        done = load(f"grpc://{server.grpc}", "relu", results, out, "--rate", "150", "--arrivals", "constant")
+        assert done.returncode == 0, done.stderr
+        open_loop = json.loads(out.read_text())["cells"]
+    assert [r["options"] for r in closed] == [{"concurrency": "1"}, {"concurrency": "8"}]
+    for r in closed + open_loop:
+        sr = r["scenario_result"]
+        assert r["status"] == "ok" and r["scenario"] == "load" and sr["served"] > 0 and sr["errors"] == 0
+        assert sr["p50_ms"] <= sr["p90_ms"] <= sr["p99_ms"] and len(sr["windows"]) == 5
+        server_figures = sr["server"]
+        assert server_figures["requests"] >= sr["served"]  # the server also counted the warm-up
+        assert server_figures["compute_infer_ms"] > 0 and server_figures["queue_ms"] >= 0
+        histogram = {h["batch_size"]: h["executions"] for h in server_figures["batch_histogram"]}
+        assert sum(histogram.values()) == server_figures["execution_count"]
+        assert server_figures["avg_batch"] == pytest.approx(
+            sum(b * n for b, n in histogram.items()) / server_figures["execution_count"])
+        assert sr["server_config"]["max_batch_size"] == 8 and sr["server_config"]["max_queue_delay_us"] == 2000
+    # Eight in flight against a 2 ms queue delay: the server formed batches larger than one.
+    assert closed[1]["scenario_result"]["server"]["avg_batch"] > 1.5
+    assert closed[1]["scenario_result"]["clients"] == 2 and closed[1]["scenario_result"]["senders"] == 8
+    lag = open_loop[0]["scenario_result"]["lag_ms"]
+    assert open_loop[0]["scenario_result"]["latency_from"] == "scheduled send" and lag["p50"] <= lag["max"]
+    assert open_loop[0]["backend"] == "oip-grpc" and open_loop[0]["options"]["rate"] == "150"
+    missing = sorted(set().union(*(fields(r) for r in closed + open_loop)) - defined())
+    assert not missing, f"fields stored but not defined in docs/metrics.md: {missing}"
+    shown = run_cli("show", "--results", str(results))
+    assert shown.returncode == 0, shown.stderr
+    assert "oip-grpc[arrivals=constant,rate=150]" in shown.stdout
+
+
+def test_an_open_loop_far_past_capacity_says_so(slow_onnx, tmp_path):
+    out = tmp_path / "load.json"
+    with serving(slow_onnx, "--instances", "1", "--max-batch", "1") as server:
+        done = load(f"http://{server.http}", "slow", tmp_path / "r", out, "--rate", "800", "--drain", "1",
+                        "--warmup", "0.1")
+    assert done.returncode == 0, done.stderr
+    (record,) = json.loads(out.read_text())["cells"]
+    sr = record["scenario_result"]
+    assert sr["latency_grows"] and sr["growth"] > 2
+    assert sr["verdict"].startswith("past capacity") and "fell behind" in sr["verdict"]
+    capacity = 1e3 / sr["server"]["compute_infer_ms"]  # one instance, batches of one
+    assert capacity < 800 / 1.5 and sr["throughput_rps"] < 0.9 * 800
+    assert sr["server"]["avg_batch"] == 1  # --max-batch 1: no batching
+
+
+def test_an_unreachable_server_is_a_one_line_error(tmp_path):
+    from tests.test_serve import free_port
+
+    done = run_cli("load", f"127.0.0.1:{free_port()}", "--model", "m", "--concurrency", "1", "--results",
+                   str(tmp_path / "r"), timeout=120)
+    assert done.returncode == 2 and "no ready server" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_schedules_are_seeded_and_shared_out():
+    poisson = LoadLevel(rate=1000.0)
+    a, b = schedule(poisson, 2.0, 7), schedule(poisson, 2.0, 7)
+    assert np.array_equal(a, b) and not np.array_equal(a, schedule(poisson, 2.0, 8))
+    assert 1700 < a.size < 2300 and a.max() < 2e9
+    constant = schedule(LoadLevel(rate=100.0, arrivals="constant"), 1.0, 0)
+    assert np.allclose(np.diff(constant), 1e7, atol=1)
+    parts = shares(poisson, 3, a)
+    assert sorted(np.concatenate([p for _, p in parts]).tolist()) == a.tolist()
+    assert [s for s, _ in shares(LoadLevel(concurrency=5), 3, None)] == [2, 2, 1]
+    assert [s for s, _ in shares(LoadLevel(concurrency=2), 4, None)] == [1, 1]
+
+
+def test_windows_and_the_statistics_difference():
+    steady = [{"throughput_rps": 100.0, "p50_ms": 1.0}] * 2 + [{"throughput_rps": v, "p50_ms": 1.0}
+                                                              for v in (95.0, 100.0, 105.0)]
+    assert windows_stable(steady) == (True, pytest.approx(0.05))
+    assert not windows_stable(steady[:4] + [{"throughput_rps": 150.0, "p50_ms": 1.0}])[0]
+    before = {"inference_count": 10, "execution_count": 10, "inference_stats": {
+        "success": {"count": 10, "ns": 10_000_000}, "queue": {"count": 10, "ns": 1_000_000}},
+        "batch_stats": [{"batch_size": 1, **{s: {"count": 10, "ns": 5_000_000} for s in
+                                             ("compute_input", "compute_infer", "compute_output")}}]}
+    after = {"inference_count": 50, "execution_count": 15, "inference_stats": {
+        "success": {"count": 50, "ns": 90_000_000}, "queue": {"count": 50, "ns": 41_000_000}},
+        "batch_stats": [before["batch_stats"][0], {"batch_size": 8, **{s: {"count": 5, "ns": 10_000_000} for s in
+                                                                       ("compute_input", "compute_infer",
+                                                                        "compute_output")}}]}
+    d = server_breakdown(before, after)
+    assert d["requests"] == 40 and d["request_ms"] == pytest.approx(2.0) and d["queue_ms"] == pytest.approx(1.0)
+    assert d["avg_batch"] == pytest.approx(40 / 5) and d["batch_histogram"] == [{"batch_size": 8, "executions": 5}]
+    assert d["service_ms"] == [{"batch_size": 8, "ms": pytest.approx(6.0)}]  # three stages of 2 ms each
+    assert server_breakdown(None, after) is None
+
+
+def test_the_service_model_recovers_a_known_server_and_predicts_held_out_levels():
+    true = ServiceModel(s0_ms=0.5, s1_ms=0.05, instances=1, max_batch=32, t_lat_ms=0.3, front_ms=0.1, alpha=0.5)
+    points = [LoadPoint(n, *true.predict(n)[:2]) for n in (1, 2, 4, 8, 16, 32, 64)]
+    fit, held = split_held_out(points)
+    assert [p.clients for p in held] == [2, 8, 32]
+    model = ServiceModel.fit({b: float(true.service_ms(b)) for b in (1, 2, 4, 8, 16, 32)}, fit, 1, 32)
+    assert model.s0_ms == pytest.approx(0.5) and model.s1_ms == pytest.approx(0.05)
+    for row in model.errors(held):
+        assert abs(row["throughput_error"]) < 0.02 and abs(row["latency_error"]) < 0.02
+    # Little's law holds at every prediction; throughput rises and saturates below capacity.
+    x = [model.predict(n)[0] for n in (1, 4, 64, 256)]
+    assert x == sorted(x) and x[-1] < model.capacity_rps
+    x64, r64, _ = model.predict(64)
+    assert x64 * r64 / 1e3 == pytest.approx(64, rel=1e-3)
+
+
+def test_sonic_terms_follow_the_formula():
+    model = ServiceModel(s0_ms=2.0, s1_ms=0.0, instances=2, max_batch=1, t_lat_ms=1.0, front_ms=0.0, alpha=1.0,
+                         t_cpu_ms=3.0)
+    t = model.sonic_terms()
+    assert t["t_gpu_ms"] == 2.0 and t["t_ideal_ms"] == 6.0 and t["saturation_clients_per_instance"] == 3.0
+    assert model.t_sonic_ms(2) == pytest.approx(6.0)  # one client per instance: unsaturated
+    # 20 clients on 2 instances: 10 per instance, 7 past saturation, t_GPU x (1 + 7) + the rest
+    assert model.t_sonic_ms(20) == pytest.approx(3.0 + 2.0 * 8 + 1.0)
+    assert model.best_ratio()["clients_per_instance"] >= 1
