@@ -22,15 +22,19 @@ FIRST, LAST = (CPUS[0],), (CPUS[-1],)  # two cores here; the same one where ther
 
 @pytest.fixture(scope="module")
 def conv():
-    """conv3dense1 at tiny size (trains in seconds) with its float32 reference."""
-    from xpubench.models import resolve
-    from xpubench.run.reference import cached_reference
-    from xpubench.run.tasks import claim_process
+    """conv3dense1 at tiny size (trains in seconds) with its float32 reference, prepared in a worker as a sweep
+    prepares it: this process may have started TensorFlow already, with other threads than the reference's."""
+    from xpubench.run.launcher import ProcessLauncher
+    from xpubench.run.matrix import Matrix
+    from xpubench.run.sweep import Sweep
+    from xpubench.run.tasks import load_workload
 
-    claim_process("tensorflow", 1)  # the reference's one thread, before training starts TensorFlow
-    workload, _, why = cached_reference(resolve("conv3dense1:tiny", say=lambda _m: None))
-    assert why is None, why
-    return workload
+    model = "conv3dense1:tiny"
+    with ProcessLauncher() as launcher, Sweep(launcher) as sweep:
+        prepared = sweep.prepare(Matrix(models=(model,), backends=("onnxruntime",)), model, cells=())
+        assert not isinstance(prepared, str), prepared
+        assert prepared.reference_note is None, prepared.reference_note
+        return load_workload(prepared, print)
 
 
 def test_parts_parse_and_refuse_shared_cpus():

@@ -64,7 +64,7 @@ def test_cells_are_the_product_with_scenarios():
 
 @pytest.mark.parametrize("bad, message", [
     (["--scenario", "sideways"], "unknown scenario 'sideways'"),
-    (["--scenario", "server", "--qps", "0"], "--qps must be a positive"),
+    (["--scenario", "server", "--qps", "0"], "--qps: the arrival rate must be a positive"),
 ])
 def test_cli_rejects_bad_scenario_values(bad, message, tmp_path):
     done = run_cli("run", "dense1", "--backend", "onnxruntime", *bad, "--results", str(tmp_path))

@@ -38,7 +38,8 @@ def summarise(spec: TrainSpec, reports: list[dict[str, Any]], steps_per_epoch: i
     reports = sorted(reports, key=lambda r: r["rank"])
     first = reports[0]
     step_s = np.asarray(first["step_s"], dtype=np.float64)
-    step_ms = float(step_s.mean() * 1e3)
+    # The workers step together (an all-reduce each step): the step time is their mean, as the phases are.
+    step_ms = float(np.mean([np.mean(r["step_s"]) for r in reports]) * 1e3)
     phases = {p: float(np.mean([np.mean(r["phases"][p]) for r in reports]) * 1e3) for p in PHASES}
     total = sum(phases.values())
     shares = {g: sum(phases[p] for p in members) / total for g, members in GROUPS.items()}
