@@ -28,6 +28,7 @@ CONVERTER_MODULES = (
     "xpubench.convert.keras",
     "xpubench.convert.onnx",
     "xpubench.convert.tflite",
+    "xpubench.convert.onnx2tflite",
     "xpubench.convert.torch",
     "xpubench.convert.torchscript",
     "xpubench.convert.openvino",
