@@ -80,7 +80,7 @@ def rows(results: Path) -> list[sqlite3.Row]:
 
 @pytest.mark.slow
 def test_crashing_runtimes_are_failed_rows_and_the_sweep_goes_on(relu_onnx, tmp_path, crashing):
-    args = ["run", str(relu_onnx), "--backend", "onnxruntime,segfault,abort,exit,litert", "--batch", "2",
+    args = ["run", str(relu_onnx), "--backend", "onnxruntime,segfault,abort,exit,edgetpu", "--batch", "2",
             "--pin", "0", "--json", str(tmp_path / "o.json"), "--results", str(tmp_path / "r"), *FAST]
     # `xpubench run` as main() in a process of its own, which then names the ML frameworks it imported
     script = (f"import sys; from xpubench.cli import main; code = main({args!r}); "
@@ -89,7 +89,7 @@ def test_crashing_runtimes_are_failed_rows_and_the_sweep_goes_on(relu_onnx, tmp_
     assert out.returncode == 0, out.stderr
     assert "imported: []" in out.stderr  # every runtime ran in the workers only
     cells = {c["backend"]: c for c in json.loads((tmp_path / "o.json").read_text())["cells"]}
-    assert list(cells) == ["onnxruntime", "segfault", "abort", "exit", "litert"]
+    assert list(cells) == ["onnxruntime", "segfault", "abort", "exit", "edgetpu"]
     assert cells["onnxruntime"]["status"] == "ok" and cells["onnxruntime"]["latency_ms"]["median"] > 0
     assert cells["onnxruntime"]["fidelity"]["max_abs"] == 0.0  # the reference came from its own worker
     assert cells["segfault"]["status"] == "failed"
@@ -97,7 +97,7 @@ def test_crashing_runtimes_are_failed_rows_and_the_sweep_goes_on(relu_onnx, tmp_
     assert cells["abort"]["status"] == "failed"
     assert cells["abort"]["reason"].startswith("worker died: SIGABRT (signal 6)"), cells["abort"]["reason"]
     assert cells["exit"]["status"] == "failed" and "exited with code 3" in cells["exit"]["reason"]
-    assert cells["litert"]["status"] == "unavailable"  # no converter from ONNX: answered without a worker
+    assert cells["edgetpu"]["status"] == "unavailable"  # no Edge TPU here: answered without a worker
     # --pin: every worker ran on CPU 0 only, and says so with its cell
     for backend in ("onnxruntime", "segfault", "abort", "exit"):
         assert cells[backend]["affinity"] == [0] and cells[backend]["threads"] == 1

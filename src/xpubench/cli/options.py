@@ -46,6 +46,51 @@ def shape_option(text: str) -> tuple[str, tuple[int, ...]]:
     return name, values
 
 
+def _named(text: str, option: str, example: str) -> tuple[str, str]:
+    name, eq, value = text.partition("=")
+    if not eq or not name.strip() or not value.strip():
+        raise argparse.ArgumentTypeError(f"{text!r}: give {option} NAME=VALUE, e.g. {example}")
+    return name.strip(), value.strip()
+
+
+def batch_axis_option(text: str) -> tuple[str, int | None]:
+    """`NAME=AXIS` or `NAME=none` -> (NAME, AXIS or None)."""
+    name, value = _named(text, "--batch-axis", "state=1 or sample_rate=none")
+    if value.lower() == "none":
+        return name, None
+    try:
+        axis = int(value)
+    except ValueError:
+        axis = -1
+    if axis < 0:
+        raise argparse.ArgumentTypeError(f"{text!r}: the batch axis is a dimension index (0, 1, ...) or none")
+    return name, axis
+
+
+def input_value_option(text: str) -> tuple[str, str]:
+    """`NAME=NUMBER` or `NAME=FILE.npy` -> (NAME, the text after =), read when the model is resolved."""
+    name, value = _named(text, "--input", "sample_rate=16000 or mask=mask.npy")
+    try:
+        float(value)
+    except ValueError:
+        if not value.lower().endswith(".npy"):
+            raise argparse.ArgumentTypeError(f"{text!r}: give a number or an array file saved as FILE.npy") from None
+    return name, value
+
+
+def int_range_option(text: str) -> tuple[str, tuple[int, int]]:
+    """`NAME=LOW:HIGH` -> (NAME, (LOW, HIGH)), both ends included."""
+    name, value = _named(text, "--int-range", "token_ids=0:30521")
+    low, colon, high = value.partition(":")
+    try:
+        bounds = (int(low), int(high))
+    except ValueError:
+        bounds = None
+    if not colon or bounds is None or bounds[0] > bounds[1]:
+        raise argparse.ArgumentTypeError(f"{text!r}: give the integers' range as LOW:HIGH (both included), LOW <= HIGH")
+    return name, bounds
+
+
 def add_results_option(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--results",

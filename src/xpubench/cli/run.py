@@ -12,6 +12,9 @@ from typing import TYPE_CHECKING
 
 from xpubench.cli.options import (
     add_results_option,
+    batch_axis_option,
+    input_value_option,
+    int_range_option,
     name_list,
     positive_int_list,
     precision_list,
@@ -56,6 +59,14 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="the labels or targets in --data, named as --x (default: y, when there is one)")
     p.add_argument("--shape", type=shape_option, action="append", default=[], metavar="[NAME=]D,D,...",
                    help="the shape of one sample (no batch dimension) of an input with dynamic dimensions")
+    p.add_argument("--batch-axis", type=batch_axis_option, action="append", default=[], metavar="NAME=AXIS",
+                   help="the axis of input NAME that holds the batch, where the graph does not name it (e.g. "
+                   "state=1 for a [2,B,128] recurrent state), or NAME=none for an input fed the same in every call")
+    p.add_argument("--input", type=input_value_option, action="append", default=[], metavar="NAME=VALUE",
+                   help="feed input NAME a fixed number (sample_rate=16000) or array (NAME=FILE.npy) in every "
+                   "call, never batched")
+    p.add_argument("--int-range", type=int_range_option, action="append", default=[], metavar="NAME=LOW:HIGH",
+                   help="draw integer input NAME's random values from LOW..HIGH, both included (default: 0:9)")
     p.add_argument(
         "--batch", type=positive_int_list, default=(1, 32), metavar="N,...", help="batch sizes (default: 1,32)"
     )
@@ -187,6 +198,9 @@ def _matrix(args: argparse.Namespace):  # -> Matrix
             scenario=ScenarioConfig(qps=args.qps, bound_ms=args.bound_ms),
             data=_data_file(args),
             shapes=tuple(sorted(dict(args.shape).items())),
+            batch_axes=tuple(sorted(dict(args.batch_axis).items())),
+            input_values=tuple(sorted(dict(args.input).items())),
+            int_ranges=tuple(sorted(dict(args.int_range).items())),
             repeats=args.repeats,
             timings=_timings(args.timing),
         )

@@ -71,9 +71,13 @@ class Matrix:
     # Each cell runs under each scenario; those that pick their own batch get one cell at batch 1.
     scenarios: tuple[str, ...] = ("single-stream",)
     scenario: ScenarioConfig = field(default_factory=ScenarioConfig)
-    # How every model is resolved (again, in each worker): --data and --shape (input name -> one sample's shape).
+    # How every model is resolved (again, in each worker): --data and --shape (input name -> one sample's shape),
+    # and per input name: --batch-axis (None: not batched), --input (a number or .npy path), --int-range (LOW, HIGH).
     data: DataFile | Path | None = None
     shapes: tuple[tuple[str, tuple[int, ...]], ...] = ()
+    batch_axes: tuple[tuple[str, int | None], ...] = ()
+    input_values: tuple[tuple[str, str], ...] = ()
+    int_ranges: tuple[tuple[str, tuple[int, int]], ...] = ()
     # Worker sessions per single-stream cell, interleaved with the other cells (other scenarios run once).
     repeats: int = DEFAULT_REPEATS
     # end-to-end (host arrays in and out), compute (the runtime's compute alone), or both.
