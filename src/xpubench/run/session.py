@@ -72,10 +72,13 @@ class Session:
         """A new run of `matrices` in the store of the folder `results`. The user's own model files (and any
         model with --data) are prepared first, so that a bad one is a UsageError before anything is stored.
         `extra` joins the stored request (a study's name and mode)."""
+        from xpubench.models.filecheck import check_user_model
         from xpubench.models.zoo import lookup
         from xpubench.run.environment import collect
         from xpubench.store import ResultStore
 
+        for model in {m for matrix in matrices for m in matrix.models if lookup(m) is None}:
+            check_user_model(model, cwd)  # a broken file's container, in this process: no worker started for it
         with ProcessLauncher(pin, cwd) as launcher, Sweep(launcher, cell_timeout_s, say) as sweep:
             for matrix in matrices:
                 for model in matrix.models:
