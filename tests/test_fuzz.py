@@ -67,9 +67,24 @@ def test_broken_containers_are_refused_without_a_framework(seeds, tmp_path):
     assert "no model.weights.h5" in refused(tmp_path / "empty.keras", "keras")
 
 
-def test_a_garbled_tflite_file_is_a_usage_error_with_nothing_stored(seeds, tmp_path, capsys):
+def test_text_that_is_not_utf8_is_refused(seeds, tmp_path):
+    """Found by the fuzzer: a flipped byte in the symbolic batch dimension's name passed onnx.checker, and ONNX
+    Runtime then raised UnicodeDecodeError reading the input's shape: failed rows instead of a usage error."""
+    import onnx
+
+    model = onnx.load(seeds["onnx"])
+    assert model.graph.input[0].type.tensor_type.shape.dim[0].dim_param == "n"
+    data = model.SerializeToString()
+    at = data.index(b"\x12\x01n") + 2  # Dimension.dim_param, one byte long
+    (tmp_path / "dim.onnx").write_bytes(data[:at] + b"\xd9" + data[at + 1:])
+    onnx.checker.check_model(str(tmp_path / "dim.onnx"))  # the checker lets it through
+    assert "a dim's text at byte" in refused(tmp_path / "dim.onnx", "onnx")
+
+
+@pytest.mark.parametrize("flip", [20, 59])  # the buffers' offset (LiteRT's verifier), the schema version
+def test_a_garbled_tflite_file_is_a_usage_error_with_nothing_stored(seeds, tmp_path, capsys, flip):
     data = bytearray(seeds["tflite"].read_bytes())
-    data[20] ^= 0xFF  # the offset of the model's buffers: past the container check, refused by LiteRT's verifier
+    data[flip] ^= 0xFF  # past the container check, refused by LiteRT
     (tmp_path / "bad.tflite").write_bytes(bytes(data))
     check_model_file(tmp_path / "bad.tflite", "tflite")
     (tmp_path / "bad.tflite").write_bytes(bytes(data))

@@ -297,7 +297,7 @@ def _tflite_precision(path: Path) -> str:
     try:
         interpreter = Interpreter(model_path=str(path))
     except ValueError as exc:  # LiteRT's own verifier: a garbled file is the user's, not a cell's failure
-        if "not a valid Flatbuffer" not in str(exc):
+        if "not a valid Flatbuffer" not in str(exc) and "schema version" not in str(exc):
             raise
         raise UsageError(f"{path} is not a valid TFLite model ({exc})") from None
     inputs = interpreter.get_input_details()

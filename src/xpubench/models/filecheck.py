@@ -15,9 +15,21 @@ from pathlib import Path
 
 from xpubench.errors import UsageError
 
-# ModelProto.graph and the GraphProto fields that hold messages (node, initializer, input, output, value_info).
+# The ONNX messages walked, by field number: a nested message's name, or "text" for a string, which protobuf
+# requires to be UTF-8 (onnx.checker does not check it, and ONNX Runtime then fails to decode a name or a
+# symbolic dimension). Attributes, functions and training info are left to the runtime.
+_ONNX = {
+    "model": {2: "text", 3: "text", 4: "text", 6: "text", 7: "graph"},
+    "graph": {1: "node", 2: "text", 5: "tensor", 10: "text", 11: "value", 12: "value", 13: "value"},
+    "node": {1: "text", 2: "text", 3: "text", 4: "text", 6: "text", 7: "text"},
+    "tensor": {8: "text", 12: "text"},
+    "value": {1: "text", 2: "type", 3: "text"},
+    "type": {1: "tensor_type"},
+    "tensor_type": {2: "shape"},
+    "shape": {1: "dim"},
+    "dim": {2: "text", 3: "text"},
+}
 _ONNX_GRAPH = 7
-_ONNX_GRAPH_MESSAGES = (1, 5, 11, 12, 13)
 _TFLITE_SUBGRAPHS = 2  # Model.subgraphs, the third field of the root table
 
 
@@ -97,15 +109,26 @@ def _varint(data: bytes, at: int, end: int) -> tuple[int, int]:
 
 
 def _check_onnx(data: bytes) -> None:
-    graphs = [(s, e) for number, wire, s, e in _fields(data) if number == _ONNX_GRAPH and wire == 2]
-    if not graphs:
+    if not any(number == _ONNX_GRAPH for number, *_ in _fields(data)):
         raise _Malformed("no graph")
-    for start, end in graphs:
-        for number, wire, s, e in _fields(data, start, end):
-            if number in _ONNX_GRAPH_MESSAGES:
-                if wire != 2:
-                    raise _Malformed(f"graph field {number} is not a message")
-                _fields(data, s, e)
+    _walk(data, "model", 0, len(data))
+
+
+def _walk(data: bytes, message: str, start: int, end: int) -> None:
+    schema = _ONNX[message]
+    for number, wire, s, e in _fields(data, start, end):
+        kind = schema.get(number)
+        if kind is None:
+            continue
+        if wire != 2:
+            raise _Malformed(f"field {number} of a {message} is not {'text' if kind == 'text' else 'a message'}")
+        if kind == "text":
+            try:
+                data[s:e].decode("utf-8")
+            except UnicodeDecodeError:
+                raise _Malformed(f"a {message}'s text at byte {s} is not UTF-8") from None
+        else:
+            _walk(data, kind, s, e)
 
 
 def _check_tflite(data: bytes) -> None:
