@@ -49,10 +49,11 @@ class Outcome:
     mutant: Mutant
     code: int | None  # None: main raised
     kind: str  # usage | run | CRASH
+    # usage: whether the parent's container check refused it (no worker started), else the worker's check
     statuses: tuple[str, ...]
     problem: str | None  # why it counts as a crash
     seconds: float
-    workers: bool  # whether it got past the parent's checks
+    parent: bool  # refused by the parent's container check, before any worker
 
 
 def build_seeds(folder: Path) -> dict[str, Path]:
@@ -229,7 +230,15 @@ def _keras_member(data: bytes, rng: random.Random) -> tuple[bytes, str]:
 def run_one(mutant: Mutant, results: Path) -> Outcome:
     """`xpubench run MUTANT` in this process, judged: a usage error, a run, or a CRASH with why."""
     from xpubench.cli import main
+    from xpubench.errors import UsageError
+    from xpubench.models.filecheck import check_user_model
     from xpubench.run.exits import exit_code
+
+    try:
+        check_user_model(str(mutant.path))  # the check `run` makes first, asked alone: does a worker start?
+        parent = False
+    except UsageError:
+        parent = True
 
     out_json = results / "last.json"
     out_json.unlink(missing_ok=True)
@@ -250,7 +259,6 @@ def run_one(mutant: Mutant, results: Path) -> Outcome:
     seconds = time.monotonic() - started
     err = stderr.getvalue()
     statuses: tuple[str, ...] = ()
-    workers = "cells, results in" in err  # the run was stored: its cells were screened or measured
     if problem is None and "Traceback" in err:
         problem = f"a traceback on stderr:\n{err[-3000:]}"
     if problem is None and code == 2:
@@ -270,10 +278,14 @@ def run_one(mutant: Mutant, results: Path) -> Outcome:
             problem = f"exit {code} for statuses {statuses}"
     elif problem is None:
         problem = f"exit {code}:\n{err[-3000:]}"
-    return Outcome(mutant, code, "CRASH" if problem else kind, statuses, problem, seconds, workers)
+    if parent and kind != "usage":
+        problem = problem or "the container check refused it, yet `run` went on"
+    return Outcome(mutant, code, "CRASH" if problem else kind, statuses, problem, seconds, parent)
 
 
 def label(outcome: Outcome) -> str:
+    if outcome.kind == "usage":
+        return "usage error, no worker" if outcome.parent else "usage error, from a worker"
     if outcome.kind != "run":
         return outcome.kind
     counts = Counter(outcome.statuses)
@@ -301,12 +313,15 @@ def summary(outcomes: list[Outcome]) -> str:
     lines = [f"{'format':<7} {'mutation':<10} {'outcome':<34} files"]
     lines += [f"{f:<7} {k:<10} {o:<34} {n}" for (f, k, o), n in sorted(by_kind.items())]
     seconds = sum(o.seconds for o in outcomes)
-    early = [o for o in outcomes if not o.workers and o.kind == "usage"]
-    parent = [o for o in early if o.seconds < 0.5]
+    parent = [o for o in outcomes if o.parent]
+    usage = [o for o in outcomes if o.kind == "usage"]
     crashes = [o for o in outcomes if o.kind == "CRASH"]
+    rest = seconds - sum(o.seconds for o in parent)
     lines.append(f"{len(outcomes)} files in {seconds:.0f} s ({len(outcomes) / max(seconds, 1e-9):.2f} files/s); "
-                 f"{len(early)} refused before a run was stored ({len(parent)} of them in under 0.5 s, without a "
-                 f"worker); {len(crashes)} crashes")
+                 f"{len(usage)} usage errors (exit 2, nothing stored), {len(parent)} of them refused without a worker "
+                 f"({sum(o.seconds for o in parent) / max(len(parent), 1) * 1e3:.0f} ms each), the other "
+                 f"{len(outcomes) - len(parent)} files {rest / max(len(outcomes) - len(parent), 1):.2f} s each; "
+                 f"{len(crashes)} crashes")
     return "\n".join(lines)
 
 
