@@ -85,6 +85,7 @@ def benchmark(
         timings=(timings,) if isinstance(timings, str) else tuple(timings),
         **({"repeats": repeats} if repeats is not None else {}),
     )
+    matrix.check_choices()  # an unknown backend or precision raises before anything is stored
     # A bad model or data file raises before the run is stored.
     with contextlib.ExitStack() as stack:
         launcher = None
@@ -95,10 +96,11 @@ def benchmark(
         session = stack.enter_context(Session.start(results, [matrix], f"xpubench.benchmark({name!r})",
                                                     cell_timeout_s=cell_timeout_s, launcher=launcher))
         ending = session.measure()
-        # Stopped by Ctrl-C or SIGTERM: what is stored stays stored, and the caller stops too.
+        # Stopped by Ctrl-C or SIGTERM: what is stored stays stored, and the caller stops too. A finished run
+        # returns its records whatever their statuses: the caller reads them (the CLI's exit code says it).
         if ending.exit_code == EXIT_INTERRUPTED:
             raise KeyboardInterrupt
-        if ending.exit_code:
+        if ending.status == "interrupted":
             raise SystemExit(ending.exit_code)
         return session.store.cells(ending.run_id)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import re
 from pathlib import Path
 
@@ -127,3 +128,21 @@ def require_serve_extra(command: str) -> None:
     missing = [m for m in ("tritonclient", "uvicorn", "grpc") if importlib.util.find_spec(m) is None]
     if missing:
         raise UsageError(f"{command} needs {', '.join(missing)}: pip install 'xpubench[serve]'")
+
+
+def check_output_file(path: Path | None, flag: str) -> None:
+    """Refuse an output file that could not be written, before anything is measured: a folder, a place under
+    a file, or a folder that is not writable. A one-line UsageError naming the file."""
+    from xpubench.errors import UsageError
+
+    if path is None:
+        return
+    if path.is_dir():
+        raise UsageError(f"{flag} {path} is a folder: give a file name, e.g. {path / 'cells.json'}")
+    folder = path.parent
+    while not folder.exists() and folder != folder.parent:  # the folders to make are made when it is written
+        folder = folder.parent
+    if not folder.is_dir():
+        raise UsageError(f"{flag} {path}: {folder} is a file, not a folder: give another place")
+    if not os.access(path if path.exists() else folder, os.W_OK):
+        raise UsageError(f"{flag} {path}: permission denied: give a file in a folder you can write to")

@@ -406,7 +406,12 @@ def _tflite_precision(path: Path) -> str:
 
     from xpubench.backends.litert import fp16_weights_only
 
-    interpreter = Interpreter(model_path=str(path))
+    try:
+        interpreter = Interpreter(model_path=str(path))
+    except ValueError as exc:  # LiteRT's own verifier: a garbled file is the user's, not a cell's failure
+        if "not a valid Flatbuffer" not in str(exc) and "schema version" not in str(exc):
+            raise
+        raise UsageError(f"{path} is not a valid TFLite model ({exc})") from None
     inputs = interpreter.get_input_details()
     if inputs and inputs[0]["dtype"] in (np.int8, np.uint8):
         return "uint8" if inputs[0]["dtype"] == np.uint8 else "int8"
