@@ -15,6 +15,8 @@ $(STAMP): pyproject.toml
 	# The CPU wheel of torch first: with it in place, nothing below can pull a CUDA build.
 	$(PIP) install torch==2.13.0
 	$(PIP) install -e '.[cluster,cpu,serve,test]'
+	# ONNX -> LiteRT: onnx2tf and tf_keras without their declared dependencies (pyproject.toml's cpu extra says why).
+	$(PIP) install --no-deps onnx2tf==1.29.24 tf_keras==2.21.0
 	touch $@
 
 demo: install

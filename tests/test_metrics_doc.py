@@ -42,7 +42,7 @@ def test_the_free_form_groups_are_defined_too():
 @pytest.mark.slow
 def test_every_field_of_a_stored_record_is_defined(relu_onnx, tmp_path):
     out = tmp_path / "cells.json"
-    done = run_cli("run", str(relu_onnx), "--backend", "onnxruntime,litert", "--batch", "1", "--qps", "200",
+    done = run_cli("run", str(relu_onnx), "--backend", "onnxruntime,edgetpu", "--batch", "1", "--qps", "200",
                    "--scenario", "single-stream,server,batch-sweep,offline,mlperf-singlestream",
                    "--runs", "10", "--min-time", "0.05", "--max-time", "1", "--warmup-runs", "1",
                    "--warmup-time", "0", "--results", str(tmp_path / "r"), "--json", str(out))

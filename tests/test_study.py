@@ -9,6 +9,7 @@ import pytest
 
 from tests.conftest import run_cli
 from xpubench.report.table import num
+from xpubench.run.exits import exit_code
 from xpubench.store import ResultStore
 from xpubench.study import EDGE_TPU, GPU, LARTPC_ROWS, QUICK_LARTPC_STAND_IN, plan, render, tables
 
@@ -91,11 +92,12 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path: Path) -> None:
 def test_quick_study_stores_one_run_and_prints_its_values(tmp_path: Path) -> None:
     results = tmp_path / "results"
     done = run_cli("study", "seeds", "--quick", "--results", str(results), timeout=900)
-    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.returncode in (0, 3), done.stderr[-3000:]  # 3: cells unavailable here (e.g. bf16 without BF16)
     with ResultStore(results, create=False) as store:
         (run,) = store.runs()
         records = store.cells(run["run_id"])
         request = store.run(run["run_id"])["request"]
+    assert done.returncode == exit_code(r["status"] for r in records)
     assert run["status"] == "finished" and request["study"] == "seeds" and request["mode"] == "quick"
     assert f"run {run['run_id']}" in done.stdout
     printed = render(tables(records, plan("quick")))

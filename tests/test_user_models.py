@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from tests.conftest import run_cli
+from xpubench.run.exits import exit_code
 
 FAST = ["--runs", "5", "--min-time", "0.02", "--warmup-runs", "1", "--warmup-time", "0"]
 # What this machine lacks; every other cell must be measured.
@@ -29,8 +30,10 @@ pytestmark = pytest.mark.slow
 def run_json(tmp_path, *args):
     out_file = tmp_path / "out.json"
     done = run_cli("run", *args, "--json", str(out_file), "--results", str(tmp_path / "res"), *FAST)
-    assert done.returncode == 0, done.stderr[-3000:]
-    return done, json.loads(out_file.read_text())["cells"]
+    assert done.returncode in (0, 3), done.stderr[-3000:]  # 3: some cells unavailable or failed, which tests check
+    cells = json.loads(out_file.read_text())["cells"]
+    assert done.returncode == exit_code(c["status"] for c in cells)
+    return done, cells
 
 
 def by_key(cells):
@@ -137,15 +140,16 @@ def test_a_pytorch_export_runs_on_torch_and_every_onnx_runtime(pt2_file, tmp_pat
     _, cells = run_json(tmp_path, str(pt2_file), "--backend", "torch,onnxruntime,openvino,litert",
                         "--precision", "fp32,int8", "--batch", "1,4")
     for cell in cells:
-        if cell["backend"] == "litert" or (cell["backend"] == "torch" and cell["precision"] == "int8"):
+        if cell["backend"] == "torch" and cell["precision"] == "int8":
             assert cell["status"] == "unavailable", cell["key"]
             continue
         assert_measured(cell)
         if cell["precision"] == "fp32":
-            assert cell["fidelity"]["max_abs"] < 1e-5 and cell["fidelity"]["reference"].startswith("torch")
-    reasons = {c["reason"] for c in cells if c["backend"] == "litert"}
-    assert reasons == {"no converter chain leads from pt2:fp32 to tflite:fp32",
-                       "no converter chain leads from pt2:fp32 to tflite:int8"}
+            # LiteRT through ONNX and onnx2tf, its NCHW image fed channels-last
+            limit = 1e-4 if cell["backend"] == "litert" else 1e-5
+            assert cell["fidelity"]["max_abs"] < limit and cell["fidelity"]["reference"].startswith("torch")
+    litert = [c for c in cells if c["backend"] == "litert"]
+    assert len(litert) == 4 and all(c["details"]["input_layout"][0]["permutation"] == [0, 2, 3, 1] for c in litert)
 
 
 @pytest.fixture(scope="module")

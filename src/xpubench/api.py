@@ -25,6 +25,9 @@ def benchmark(
     example_inputs: Sequence[Any] | None = None,
     data: str | Path | DataFile | None = None,
     shapes: Mapping[str, Sequence[int]] | None = None,
+    batch_axes: Mapping[str, int | None] | None = None,
+    inputs: Mapping[str, float | int | str | Path] | None = None,
+    int_ranges: Mapping[str, tuple[int, int]] | None = None,
     results: str | Path = DEFAULT_RESULTS,
     scenarios: Sequence[str] = ("single-stream",),
     qps: float | None = None,
@@ -39,7 +42,10 @@ def benchmark(
     `model` is a zoo name, a path to a .onnx/.tflite/.keras/.pt2 file or SavedModel folder, or a
     `torch.nn.Module`, which is exported with `torch.export` on `example_inputs` (axis 0 is the
     batch). `data` is a .npz, HDF5 or ROOT file whose arrays are named x and y, or a
-    `DataFile(path, x=..., y=...)` naming them. `scenarios` are the load scenarios, as
+    `DataFile(path, x=..., y=...)` naming them, or an .npz with one array per input, named as the inputs.
+    Per input name, as --shape, --batch-axis, --input and --int-range: `shapes` one sample's shape, `batch_axes`
+    the axis that holds the batch (None: fed the same in every call), `inputs` a number or a .npy file fed in
+    every call, `int_ranges` (LOW, HIGH) for random integers. `scenarios` are the load scenarios, as
     `xpubench run --scenario` names them (single-stream, batch-sweep, offline, server, mlperf-*), with
     `qps` and `bound_ms` as --qps and --bound-ms. `timings` are end-to-end and/or compute, as --timing;
     `repeats` the worker sessions per cell, as --repeats. `measure` takes MeasureConfig's fields (min_runs,
@@ -71,11 +77,15 @@ def benchmark(
         measure=MeasureConfig(**measure),
         data=data,
         shapes=tuple(sorted((k, tuple(v)) for k, v in (shapes or {}).items())),
+        batch_axes=tuple(sorted((batch_axes or {}).items())),
+        input_values=tuple(sorted((k, str(v)) for k, v in (inputs or {}).items())),
+        int_ranges=tuple(sorted((k, (int(v[0]), int(v[1]))) for k, v in (int_ranges or {}).items())),
         scenarios=(scenarios,) if isinstance(scenarios, str) else tuple(scenarios),
         scenario=ScenarioConfig(qps=qps, bound_ms=DEFAULT_BOUND_MS if bound_ms is None else bound_ms),
         timings=(timings,) if isinstance(timings, str) else tuple(timings),
         **({"repeats": repeats} if repeats is not None else {}),
     )
+    matrix.check_choices()  # an unknown backend or precision raises before anything is stored
     # A bad model or data file raises before the run is stored.
     with contextlib.ExitStack() as stack:
         launcher = None
@@ -86,10 +96,11 @@ def benchmark(
         session = stack.enter_context(Session.start(results, [matrix], f"xpubench.benchmark({name!r})",
                                                     cell_timeout_s=cell_timeout_s, launcher=launcher))
         ending = session.measure()
-        # Stopped by Ctrl-C or SIGTERM: what is stored stays stored, and the caller stops too.
+        # Stopped by Ctrl-C or SIGTERM: what is stored stays stored, and the caller stops too. A finished run
+        # returns its records whatever their statuses: the caller reads them (the CLI's exit code says it).
         if ending.exit_code == EXIT_INTERRUPTED:
             raise KeyboardInterrupt
-        if ending.exit_code:
+        if ending.status == "interrupted":
             raise SystemExit(ending.exit_code)
         return session.store.cells(ending.run_id)
 

@@ -24,6 +24,8 @@ class TensorSpec:
     # False where the file records no shape at all (a TorchScript module's Tensor argument): `shape` is
     # then (None,), and --shape gives every dimension after the batch.
     rank_known: bool = True
+    # The names the graph gives its dimensions (None where it names none): "N", "batch" mark the batch axis.
+    dims: tuple[str | None, ...] = ()
 
     @property
     def fixed_batch(self) -> int | None:

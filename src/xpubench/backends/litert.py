@@ -20,6 +20,11 @@ class LiteRTBackend(Backend):
     module = "ai_edge_litert"
 
     def load(self) -> None:
+        from xpubench.backends.tflite_layout import read_layout
+
+        # A model converted from ONNX may take its inputs in another order and layout (NHWC): the caller's arrays
+        # stay in the source's, turned around in `prepare` (not timed) and back in `fetch`.
+        self._layout = read_layout(self.artifact)
         self._interpreter = self._open()
         self._interpreter.allocate_tensors()
         self._in = self._interpreter.get_input_details()
@@ -66,7 +71,7 @@ class LiteRTBackend(Backend):
 
     @property
     def inputs(self) -> list[TensorSpec]:
-        return [
+        specs = [
             TensorSpec(
                 d["name"],
                 tuple(int(s) if s > 0 else None for s in d.get("shape_signature", d["shape"])),
@@ -75,8 +80,13 @@ class LiteRTBackend(Backend):
             )
             for d in self._in
         ]
+        return self._layout.source_specs(specs) if self._layout else specs
 
     def prepare(self, arrays: Sequence[np.ndarray]) -> Any:
+        return self._prepare(self._layout.to_model(arrays) if self._layout else arrays)
+
+    def _prepare(self, arrays: Sequence[np.ndarray]) -> Any:
+        """Arrays in the model's own order and layout -> what `infer` takes (resizing to their batch)."""
         resized = False
         for detail, array in zip(self._in, arrays, strict=True):
             if tuple(detail["shape"]) != array.shape:
@@ -100,7 +110,8 @@ class LiteRTBackend(Backend):
     def bind_compute(self, arrays: Sequence[np.ndarray]) -> Any:
         """The inputs set into the interpreter's own tensors once (quantised where the model is integer): a
         run is `invoke` alone, its outputs left in the interpreter. One interpreter holds one input set."""
-        self.prepare(arrays)  # resizes to the batch
+        arrays = self._layout.to_model(arrays) if self._layout else arrays
+        self._prepare(arrays)  # resizes to the batch
         for detail, array in zip(self._in, arrays, strict=True):
             quantise = _quantiser(detail)
             self._interpreter.set_tensor(detail["index"], array if quantise is None else quantise(array))
@@ -111,7 +122,8 @@ class LiteRTBackend(Backend):
 
     def fetch(self, result: Any) -> list[np.ndarray]:
         outputs = [result] if isinstance(result, np.ndarray) else list(result)
-        return [_dequantise(d, np.array(o)) for d, o in zip(self._out, outputs, strict=True)]
+        found = [_dequantise(d, np.array(o)) for d, o in zip(self._out, outputs, strict=True)]
+        return self._layout.from_model(found) if self._layout else found
 
     def delegated_fraction(self) -> float | None:
         if self.options["xnnpack"] == "off":
@@ -120,6 +132,8 @@ class LiteRTBackend(Backend):
 
     def details(self) -> dict[str, Any]:
         found = {"xnnpack": self.options["xnnpack"], "io_types": [np.dtype(d["dtype"]).name for d in self._in]}
+        if self._layout:  # the order and layout the converted model takes the source's inputs in
+            found["input_layout"] = [{"position": pos, "permutation": list(perm)} for pos, perm in self._layout.inputs]
         if fp16_weights_only(self._interpreter):
             found["precision"] = "fp32 (fp16 weights)"  # stored at half size, computed in float32
         return found

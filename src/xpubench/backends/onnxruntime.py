@@ -76,6 +76,7 @@ class OnnxRuntimeBackend(Backend):
                 i.name,
                 tuple(d if isinstance(d, int) and d > 0 else None for d in i.shape),
                 np.dtype(_ORT_TYPES.get(i.type, np.float32)),
+                dims=tuple(d if isinstance(d, str) else None for d in i.shape),
             )
             for i in self._session.get_inputs()
         ]

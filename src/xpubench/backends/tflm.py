@@ -38,6 +38,9 @@ class TFLMBackend(Backend):
     emulated = True
 
     def load(self) -> None:
+        from xpubench.backends.tflite_layout import read_layout
+
+        self._layout = read_layout(self.artifact)  # a model converted from ONNX: its order and layout (NHWC)
         self._flatbuffer = self.artifact.read_bytes()
         self._in_tensors, self._out_tensors, names = _io_tensors(self._flatbuffer)
         self._interpreter, self.arena_size = _open(self._flatbuffer)
@@ -103,12 +106,14 @@ class TFLMBackend(Backend):
     @property
     def inputs(self) -> list[TensorSpec]:
         # Any batch is accepted (it is looped over), so the batch dimension is free here.
-        return [
+        specs = [
             TensorSpec(name, (None, *(int(s) for s in d["shape"][1:])), np.dtype(np.float32))
             for name, d in zip(self._names, self._in, strict=True)
         ]
+        return self._layout.source_specs(specs) if self._layout else specs
 
     def prepare(self, arrays: Sequence[np.ndarray]) -> Any:
+        arrays = self._layout.to_model(arrays) if self._layout else arrays
         prepared = []
         for name, detail, array in zip(self._names, self._in, arrays, strict=True):
             expected = tuple(int(s) for s in detail["shape"][1:])
@@ -123,8 +128,8 @@ class TFLMBackend(Backend):
         raise NotImplementedError
 
     def fetch(self, result: Any) -> list[np.ndarray]:
-        outputs = [result] if isinstance(result, np.ndarray) else list(result)
-        return [np.asarray(o, dtype=np.float32) for o in outputs]
+        outputs = [np.asarray(o, dtype=np.float32) for o in ([result] if isinstance(result, np.ndarray) else result)]
+        return self._layout.from_model(outputs) if self._layout else outputs
 
     def details(self) -> dict[str, Any]:
         return {

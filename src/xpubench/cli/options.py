@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import re
 from pathlib import Path
 
@@ -46,6 +47,51 @@ def shape_option(text: str) -> tuple[str, tuple[int, ...]]:
     return name, values
 
 
+def _named(text: str, option: str, example: str) -> tuple[str, str]:
+    name, eq, value = text.partition("=")
+    if not eq or not name.strip() or not value.strip():
+        raise argparse.ArgumentTypeError(f"{text!r}: give {option} NAME=VALUE, e.g. {example}")
+    return name.strip(), value.strip()
+
+
+def batch_axis_option(text: str) -> tuple[str, int | None]:
+    """`NAME=AXIS` or `NAME=none` -> (NAME, AXIS or None)."""
+    name, value = _named(text, "--batch-axis", "state=1 or sample_rate=none")
+    if value.lower() == "none":
+        return name, None
+    try:
+        axis = int(value)
+    except ValueError:
+        axis = -1
+    if axis < 0:
+        raise argparse.ArgumentTypeError(f"{text!r}: the batch axis is a dimension index (0, 1, ...) or none")
+    return name, axis
+
+
+def input_value_option(text: str) -> tuple[str, str]:
+    """`NAME=NUMBER` or `NAME=FILE.npy` -> (NAME, the text after =), read when the model is resolved."""
+    name, value = _named(text, "--input", "sample_rate=16000 or mask=mask.npy")
+    try:
+        float(value)
+    except ValueError:
+        if not value.lower().endswith(".npy"):
+            raise argparse.ArgumentTypeError(f"{text!r}: give a number or an array file saved as FILE.npy") from None
+    return name, value
+
+
+def int_range_option(text: str) -> tuple[str, tuple[int, int]]:
+    """`NAME=LOW:HIGH` -> (NAME, (LOW, HIGH)), both ends included."""
+    name, value = _named(text, "--int-range", "token_ids=0:30521")
+    low, colon, high = value.partition(":")
+    try:
+        bounds = (int(low), int(high))
+    except ValueError:
+        bounds = None
+    if not colon or bounds is None or bounds[0] > bounds[1]:
+        raise argparse.ArgumentTypeError(f"{text!r}: give the integers' range as LOW:HIGH (both included), LOW <= HIGH")
+    return name, bounds
+
+
 def add_results_option(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--results",
@@ -82,3 +128,21 @@ def require_serve_extra(command: str) -> None:
     missing = [m for m in ("tritonclient", "uvicorn", "grpc") if importlib.util.find_spec(m) is None]
     if missing:
         raise UsageError(f"{command} needs {', '.join(missing)}: pip install 'xpubench[serve]'")
+
+
+def check_output_file(path: Path | None, flag: str) -> None:
+    """Refuse an output file that could not be written, before anything is measured: a folder, a place under
+    a file, or a folder that is not writable. A one-line UsageError naming the file."""
+    from xpubench.errors import UsageError
+
+    if path is None:
+        return
+    if path.is_dir():
+        raise UsageError(f"{flag} {path} is a folder: give a file name, e.g. {path / 'cells.json'}")
+    folder = path.parent
+    while not folder.exists() and folder != folder.parent:  # the folders to make are made when it is written
+        folder = folder.parent
+    if not folder.is_dir():
+        raise UsageError(f"{flag} {path}: {folder} is a file, not a folder: give another place")
+    if not os.access(path if path.exists() else folder, os.W_OK):
+        raise UsageError(f"{flag} {path}: permission denied: give a file in a folder you can write to")

@@ -12,12 +12,17 @@ from typing import TYPE_CHECKING
 
 from xpubench.cli.options import (
     add_results_option,
+    batch_axis_option,
+    check_output_file,
+    input_value_option,
+    int_range_option,
     name_list,
     positive_int_list,
     precision_list,
     shape_option,
 )
 from xpubench.errors import UsageError
+from xpubench.run.exits import epilog
 from xpubench.run.limits import DEFAULT_CELL_TIMEOUT_S, DEFAULT_REPEATS
 
 if TYPE_CHECKING:
@@ -36,6 +41,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         help="measure models on backends (default: the built-in suite)",
         description="Measure latency, throughput, accuracy and size of each model on each backend. "
         "With no MODEL: dense1 and conv3dense1 on onnxruntime and litert at batch 1 and 32.",
+        epilog=epilog(),
     )
     p.add_argument(
         "models", nargs="*", metavar="MODEL", help="zoo name (xpubench zoo) or a .onnx/.tflite/.keras/.pt2 file"
@@ -56,6 +62,14 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="the labels or targets in --data, named as --x (default: y, when there is one)")
     p.add_argument("--shape", type=shape_option, action="append", default=[], metavar="[NAME=]D,D,...",
                    help="the shape of one sample (no batch dimension) of an input with dynamic dimensions")
+    p.add_argument("--batch-axis", type=batch_axis_option, action="append", default=[], metavar="NAME=AXIS",
+                   help="the axis of input NAME that holds the batch, where the graph does not name it (e.g. "
+                   "state=1 for a [2,B,128] recurrent state), or NAME=none for an input fed the same in every call")
+    p.add_argument("--input", type=input_value_option, action="append", default=[], metavar="NAME=VALUE",
+                   help="feed input NAME a fixed number (sample_rate=16000) or array (NAME=FILE.npy) in every "
+                   "call, never batched")
+    p.add_argument("--int-range", type=int_range_option, action="append", default=[], metavar="NAME=LOW:HIGH",
+                   help="draw integer input NAME's random values from LOW..HIGH, both included (default: 0:9)")
     p.add_argument(
         "--batch", type=positive_int_list, default=(1, 32), metavar="N,...", help="batch sizes (default: 1,32)"
     )
@@ -113,6 +127,7 @@ def execute(args: argparse.Namespace) -> int:
     from xpubench.run.session import Session
 
     progress = ProgressBar(sys.stderr)  # the stream now, not the one at import (tests swap it)
+    check_output_file(args.json, "--json")
     if args.resume is not None:
         given = _options_given(args)
         if args.models or given:
@@ -162,11 +177,10 @@ def _matrix(args: argparse.Namespace):  # -> Matrix
     everything = backends == ("all",)
     if everything:
         backends = tuple(backend_names())
-    _check_backends(backends)
     if args.tdp is not None and args.tdp <= 0:
         raise UsageError(f"--tdp must be a positive number of watts, got {args.tdp}")
     try:
-        return Matrix(
+        matrix = Matrix(
             models=expand(args.models) or DEFAULT_MODELS,
             backends=backends,
             batch_sizes=args.batch,
@@ -187,9 +201,14 @@ def _matrix(args: argparse.Namespace):  # -> Matrix
             scenario=ScenarioConfig(qps=args.qps, bound_ms=args.bound_ms),
             data=_data_file(args),
             shapes=tuple(sorted(dict(args.shape).items())),
+            batch_axes=tuple(sorted(dict(args.batch_axis).items())),
+            input_values=tuple(sorted(dict(args.input).items())),
+            int_ranges=tuple(sorted(dict(args.int_range).items())),
             repeats=args.repeats,
             timings=_timings(args.timing),
         )
+        matrix.check_choices()  # an unknown backend or precision is refused before anything is stored
+        return matrix
     except ValueError as exc:
         if hasattr(exc, "setting"):  # InvalidSetting: the CLI names the option
             raise
@@ -255,17 +274,3 @@ def _data_file(args: argparse.Namespace):  # -> DataFile | None
         return None
     return DataFile(args.data, x=args.x, y=args.y or "y", y_given=args.y is not None)
 
-
-def _check_backends(specs: tuple[str, ...]) -> None:
-    from xpubench.backends import backend_names, get_backend
-    from xpubench.run.matrix import parse_backend
-
-    known = backend_names(include_hidden=True)
-    for spec in specs:
-        try:
-            name, options = parse_backend(spec)
-            if name not in known:
-                raise ValueError(f"unknown backend {name!r}: choose from {', '.join(backend_names())} or all")
-            get_backend(name).resolve_options(options)
-        except ValueError as exc:
-            raise UsageError(str(exc)) from None

@@ -15,8 +15,9 @@ import shlex
 import sys
 from pathlib import Path
 
-from xpubench.cli.options import add_results_option, positive_int_list
+from xpubench.cli.options import add_results_option, check_output_file, positive_int_list
 from xpubench.errors import UsageError
+from xpubench.run.exits import epilog
 
 SPLIT_TIMEOUT_S = 1800.0
 
@@ -29,6 +30,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "CPUs: data-parallel (each batch divided in proportion to the parts' throughput), a layer pipeline (the "
         "ONNX graph cut at --cut tensors, one stage per part), or auto (the planner profiles every segment on "
         "every part and picks the placement). Each split is measured and stored as a cell.",
+        epilog=epilog(),
     )
     p.add_argument("model", metavar="MODEL", help="zoo name (xpubench zoo) or a .onnx/.tflite/.keras/.pt2 file")
     p.add_argument("--devices", required=True, metavar="PART,...",
@@ -63,6 +65,7 @@ def execute(args: argparse.Namespace) -> int:
     from xpubench.hetero.task import SplitRequest
     from xpubench.run.matrix import CellSettings
 
+    check_output_file(args.json, "--json")
     try:
         parts = parse_parts(args.devices)
     except ValueError as exc:
@@ -133,10 +136,12 @@ def _run(args: argparse.Namespace, request) -> int:  # request: SplitRequest
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps({"run_id": run_id, "cells": records}, indent=2, default=str))
-    failed = [r for r in records if r["status"] != "ok"]
-    for record in failed:
-        print(f"xpubench split: {record['device']}: {record['status']}: {record['reason']}", file=sys.stderr)
-    return 1 if failed and len(failed) == len(records) else 0
+    from xpubench.run.exits import exit_code
+
+    for record in records:
+        if record["status"] != "ok":
+            print(f"xpubench split: {record['device']}: {record['status']}: {record['reason']}", file=sys.stderr)
+    return exit_code(r["status"] for r in records)
 
 
 def _request_json(request) -> dict:

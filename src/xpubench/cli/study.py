@@ -9,6 +9,7 @@ from collections.abc import Callable
 
 from xpubench.cli.options import add_results_option
 from xpubench.errors import UsageError
+from xpubench.run.exits import epilog
 from xpubench.run.limits import DEFAULT_CELL_TIMEOUT_S
 
 STUDIES = ("seeds",)
@@ -25,6 +26,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "Stored as one run (xpubench show / report read it). Each cell is measured for at least 20 calls and "
         "0.5 s, in a worker process of its own; about 19 minutes on 2 cores the first time (the models train "
         "then, two at a time), less once they are cached.",
+        epilog=epilog(),
     )
     p.add_argument("study", choices=STUDIES, metavar="STUDY", help="seeds: the source studies of xpubench")
     size = p.add_mutually_exclusive_group()

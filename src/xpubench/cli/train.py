@@ -6,8 +6,9 @@ import argparse
 import json
 from pathlib import Path
 
-from xpubench.cli.options import add_results_option, name_list, positive_int_list
+from xpubench.cli.options import add_results_option, check_output_file, name_list, positive_int_list
 from xpubench.errors import UsageError
+from xpubench.run.exits import epilog
 
 DEFAULT_STRATEGIES = ("torch-ddp", "tf-multiworker")
 
@@ -21,6 +22,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "tf-mirrored: MirroredStrategy over logical CPUs; tf-tpu: TPUStrategy) and store each (strategy, workers, "
         "scaling) cell: step and epoch time, samples/s, efficiency against one worker, the step's breakdown, "
         "a bound verdict, and the generator's validity. --model-scaling adds the all-reduce model's predictions.",
+        epilog=epilog(),
     )
     p.add_argument("model", metavar="MODEL", help="a zoo model, e.g. calo-gan:tiny")
     p.add_argument("--workers", type=positive_int_list, default=(1, 2), metavar="N,...",
@@ -59,6 +61,7 @@ def execute(args: argparse.Namespace) -> int:
     from xpubench.train.spec import DEFAULT_STEPS, Fault, steps_for_epochs
     from xpubench.train.sweep import run_cells, specs_for
 
+    check_output_file(args.json, "--json")
     facts = model_facts(args.model)
     scalings = ("weak", "strong") if args.scaling == "both" else (args.scaling,)
     threads = args.threads or max(1, (logical_cpus() or 1) // max(args.workers))
@@ -107,7 +110,9 @@ def execute(args: argparse.Namespace) -> int:
         if prediction is not None:
             payload["scaling_model"] = {k: v for k, v in prediction.items() if k != "text"}
         args.json.write_text(json.dumps(payload, indent=2))
-    return 0
+    from xpubench.run.exits import exit_code
+
+    return exit_code(r["status"] for r in records)
 
 
 def _model_scaling(results: list, launcher: object, args: argparse.Namespace) -> dict | None:

@@ -21,3 +21,8 @@ def compile_for_edgetpu(src: Path, dst: Path, ctx: ConversionContext) -> None:
         last = (done.stderr or done.stdout).strip().splitlines()
         raise RuntimeError(f"edgetpu_compiler failed: {last[-1] if last else done.returncode}")
     (dst.parent / f"{src.stem}_edgetpu.tflite").replace(dst)
+    # A model converted from ONNX takes its inputs in the layout recorded beside it: so does the compiled one.
+    from xpubench.backends.tflite_layout import layout_path
+
+    if layout_path(src).is_file():
+        layout_path(dst).write_text(layout_path(src).read_text())

@@ -28,6 +28,7 @@ CONVERTER_MODULES = (
     "xpubench.convert.keras",
     "xpubench.convert.onnx",
     "xpubench.convert.tflite",
+    "xpubench.convert.onnx2tflite",
     "xpubench.convert.torch",
     "xpubench.convert.torchscript",
     "xpubench.convert.openvino",
@@ -140,6 +141,11 @@ def plan(sources: Sequence[str], target: str) -> list[Converter]:
     if target in sources:
         return []
     edges = converters()
+    # Never back into a source's own format through another (a flatbuffer re-quantised by way of ONNX and onnx2tf):
+    # the source itself is the better start.
+    own = {split_kind(kind)[0] for kind in sources}
+    edges = [e for e in edges
+             if split_kind(e.target)[0] not in own or split_kind(e.source)[0] == split_kind(e.target)[0]]
     blocked: list[str] = []
     previous: dict[str, tuple[str, Converter]] = {}
     queue = deque(sources)

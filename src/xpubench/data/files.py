@@ -1,8 +1,9 @@
-"""The user's own data for `--data`: inputs x and optional targets y from .npz, HDF5 or ROOT files."""
+"""The user's own data for `--data`: inputs x (or one array per input) and optional targets y from .npz, HDF5, ROOT."""
 
 from __future__ import annotations
 
 import zipfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -53,6 +54,34 @@ def load_arrays(source: DataFile | Path) -> tuple[np.ndarray, np.ndarray | None]
     x = reader.read(source.x, required=True)
     y = reader.read(source.y, required=source.y_given) if source.y else None
     return _checked(path, source, x, y)
+
+
+def load_named_arrays(
+    source: DataFile, input_names: Callable[[], list[str]]
+) -> tuple[dict[str, np.ndarray], np.ndarray | None]:
+    """An .npz holding one array per model input, named as the inputs (each in that input's own layout, its
+    samples along its batch axis), and optional targets y: ({name: array}, y). ({}, None) when the file is
+    not of that form (no .npz, or its inputs are the one array x). `input_names` is asked only when needed."""
+    if source.path.suffix.lower() not in NPZ or not source.path.is_file():
+        return {}, None
+    reader = _NpzReader(source.path)
+    others = [name for name in reader.arrays if name not in (source.x, source.y)]
+    if not others:
+        return {}, None
+    names = input_names()
+    matched = [name for name in names if name in reader.arrays and name != source.y]
+    if not matched or (source.x in reader.arrays and len(matched) < 2):
+        return {}, None
+    arrays = {}
+    for name in matched:
+        array = reader.arrays[name]
+        if array.dtype == object:
+            raise UsageError(f"{source.path}: {name} is not a numeric array")
+        arrays[name] = array.astype(np.float32) if np.issubdtype(array.dtype, np.floating) else array
+    y = reader.read(source.y, required=source.y_given) if source.y else None
+    if y is not None:
+        _, y = _checked(source.path, source, np.zeros((len(y), 1), np.float32), y)
+    return arrays, y
 
 
 def _checked(path: Path, source: DataFile, x: np.ndarray, y: np.ndarray | None) -> tuple[np.ndarray, np.ndarray | None]:

@@ -14,6 +14,7 @@ import numpy as np
 
 from xpubench.convert.graph import Artifacts
 from xpubench.errors import UsageError
+from xpubench.models.inputs import draw, fixed_batch, infer_batch_axes, parse_value, pinned_array, sample_count
 from xpubench.models.zoo import FAMILIES, ZOO, lookup
 from xpubench.paths import cache_dir, content_digest
 
@@ -59,11 +60,19 @@ class Workload:
     x_calibration: np.ndarray | None = None
     reference_accuracy: float | None = None  # the unconverted model's score on the same split
     shapes: Mapping[str, tuple[int, ...]] = field(default_factory=dict)  # --shape: one sample, per input
+    # Per input, by name: its batch axis where the graph does not say (--batch-axis; None: not batched), a value
+    # fed the same in every call (--input), the range its random integers come from (--int-range, both included).
+    batch_axes: Mapping[str, int | None] = field(default_factory=dict)
+    pinned: Mapping[str, np.ndarray] = field(default_factory=dict, repr=False)
+    int_ranges: Mapping[str, tuple[int, int]] = field(default_factory=dict)
+    # --data with one array per input, named as the inputs (each in the input's own layout): replaces x_eval.
+    named_eval: Mapping[str, np.ndarray] = field(default_factory=dict, repr=False)
     # The float32 reference's outputs on fidelity_inputs() and their source, attached by the sweep
     # (an empty tuple when the reference runtime could not give them).
     reference: tuple[list[np.ndarray], str] | tuple[()] | None = field(default=None, repr=False)
     _specs: list[TensorSpec] | None = field(default=None, repr=False)
     _random: list[np.ndarray] | None = field(default=None, repr=False)
+    _axes: tuple[int | None, ...] | None = field(default=None, repr=False)
 
     @property
     def source_kind(self) -> str:
@@ -84,27 +93,104 @@ class Workload:
 
             backend = get_backend(REFERENCE_BACKEND[self.source_format])(self.artifacts.sources[self.source_kind])
             try:
-                object.__setattr__(self, "_specs", [apply_shape(spec, self.shapes) for spec in backend.inputs])
+                raw = backend.inputs
             finally:
                 backend.close()
+            axes = infer_batch_axes(raw, self.batch_axes, self.pinned)
+            object.__setattr__(self, "_axes", axes)
+            object.__setattr__(self, "_specs", [apply_shape(s, self.shapes, a) for s, a in zip(raw, axes, strict=True)])
         return self._specs
 
+    @property
+    def input_axes(self) -> tuple[int | None, ...]:
+        """Each input's batch axis, by position (None: fed the same in every call)."""
+        if self._axes is None:
+            if self._simple and self.x_eval is not None:  # the data's one array, samples on axis 0: no runtime opened
+                object.__setattr__(self, "_axes", (0,))
+            elif self._specs is not None:  # given without the runtime (a scan's input)
+                axes = infer_batch_axes(self._specs, self.batch_axes, self.pinned)
+                object.__setattr__(self, "_axes", axes)
+            else:
+                self.input_specs  # noqa: B018  (sets the axes with the specs)
+        assert self._axes is not None
+        return self._axes
+
+    @property
+    def _simple(self) -> bool:
+        """No input told apart: every input batched on its axis 0 and drawn as before."""
+        return not (self.batch_axes or self.pinned or self.int_ranges or self.named_eval)
+
+    def shaped(self, specs: list[TensorSpec]) -> list[TensorSpec]:
+        """A runtime's view of the inputs with --shape applied, each input's batch axis taken by position."""
+        axes = self.input_axes
+        return [apply_shape(s, self.shapes, axes[i] if i < len(axes) else 0) for i, s in enumerate(specs)]
+
+    def fixed_batch(self, specs: list[TensorSpec]) -> int | None:
+        """The batch size a runtime's inputs (after `shaped`) are fixed at, None when they take any."""
+        return fixed_batch(specs, self.input_axes)
+
     def fidelity_inputs(self) -> list[np.ndarray]:
-        """The inputs every variant is compared on: the held-out data, or a fixed random draw."""
-        if self.x_eval is not None:
+        """The inputs every variant is compared on, one array per input in its own layout: the held-out data,
+        or a fixed random draw, with the samples along each input's batch axis; pinned inputs as given."""
+        if self._simple and self.x_eval is not None:
             return [self.x_eval]
         if self._random is None:
-            object.__setattr__(self, "_random", random_inputs(self.input_specs, RANDOM_SAMPLES, INPUT_SEED))
+            object.__setattr__(self, "_random", self._feed(RANDOM_SAMPLES, INPUT_SEED, self.x_eval, self.named_eval))
         return self._random
 
     def calibration(self) -> list[np.ndarray]:
-        if self.x_calibration is not None:
+        if self._simple and self.x_calibration is not None:
             return [self.x_calibration[:CALIBRATION_SAMPLES]]
-        return random_inputs(self.input_specs, CALIBRATION_SAMPLES, INPUT_SEED + 1)
+        if self.x_calibration is not None or self.named_eval:
+            return self.fidelity_inputs()
+        return self._feed(CALIBRATION_SAMPLES, INPUT_SEED + 1, None, {})
+
+    def _feed(self, count: int, seed: int, x: np.ndarray | None, named: Mapping[str, np.ndarray]) -> list[np.ndarray]:
+        """One array per input: pinned values, the data's arrays, and random draws for the rest (`count`
+        samples, or as many as the data holds)."""
+        specs, axes = self.input_specs, self.input_axes
+        rng = np.random.default_rng(seed)
+        if x is not None:
+            first = next((i for i, a in enumerate(axes) if a is not None and specs[i].name not in self.pinned), None)
+            named = {specs[first].name: x} if first is not None else {}
+        given = {s.name: named[s.name] for s in specs if s.name in named}
+        missing = [s.name for s in specs if named and s.name not in given and s.name not in self.pinned]
+        if missing and x is None:
+            raise UsageError(
+                f"--data {self.dataset} has no array for input {', '.join(map(repr, missing))} (it has "
+                f"{', '.join(named)}): add one, or pin it with --input NAME=VALUE"
+            )
+        counts = {}
+        for spec, axis in zip(specs, axes, strict=True):
+            if spec.name in given and axis is not None and spec.name not in self.pinned:
+                array = np.asarray(given[spec.name])
+                if array.ndim <= axis:
+                    raise UsageError(f"--data {self.dataset}: the array for input {spec.name!r} has "
+                                     f"{array.ndim} dimensions, but its batch is on axis {axis}")
+                counts[spec.name] = array.shape[axis]
+        if len(set(counts.values())) > 1:
+            shown = ", ".join(f"{n}: {c}" for n, c in counts.items())
+            raise UsageError(f"--data {self.dataset} holds different numbers of samples per input ({shown})")
+        count = next(iter(counts.values()), count)
+        arrays = []
+        for spec, axis in zip(specs, axes, strict=True):
+            if spec.name in self.pinned:
+                arrays.append(pinned_array(spec, self.pinned[spec.name], "--input"))
+            elif spec.name in given:
+                array = np.asarray(given[spec.name])
+                if axis is None:
+                    arrays.append(pinned_array(spec, array, f"--data {self.dataset}"))
+                else:
+                    arrays.append(array.astype(spec.dtype, copy=False) if array.dtype != spec.dtype
+                                  and np.can_cast(array.dtype, spec.dtype, "same_kind") else array)
+            else:
+                arrays.append(draw(spec, axis, count, rng, self.int_ranges.get(spec.name)))
+        return arrays
 
 
-def apply_shape(spec: TensorSpec, shapes: Mapping[str, tuple[int, ...]]) -> TensorSpec:
-    """Fix a spec's dynamic sample dimensions from --shape (by input name, or "" for any input)."""
+def apply_shape(spec: TensorSpec, shapes: Mapping[str, tuple[int, ...]], axis: int | None = 0) -> TensorSpec:
+    """Fix a spec's dynamic sample dimensions from --shape (by input name, or "" for any input): every
+    dimension but the batch `axis` (all of them for an input with none)."""
     from xpubench.backends.base import TensorSpec
 
     given = shapes.get(spec.name, shapes.get(""))
@@ -112,41 +198,25 @@ def apply_shape(spec: TensorSpec, shapes: Mapping[str, tuple[int, ...]]) -> Tens
         return spec
     if not spec.rank_known:
         return TensorSpec(spec.name, (spec.shape[0], *given), spec.dtype)
-    if len(given) != len(spec.shape) - 1:
+    rest = [i for i in range(len(spec.shape)) if i != axis]
+    if len(given) != len(rest):
         raise UsageError(
             f"--shape for input {spec.name!r} has {len(given)} dimensions; one sample of it has "
-            f"{len(spec.shape) - 1} ({'x'.join('?' if d is None else str(d) for d in spec.shape[1:])})"
+            f"{len(rest)} ({'x'.join('?' if spec.shape[i] is None else str(spec.shape[i]) for i in rest)})"
         )
-    for have, want in zip(spec.shape[1:], given, strict=True):
-        if have is not None and have != want:
-            raise UsageError(f"--shape {want} for input {spec.name!r} contradicts its fixed dimension {have}")
-    return TensorSpec(spec.name, (spec.shape[0], *given), spec.dtype)
+    shape = list(spec.shape)
+    for i, want in zip(rest, given, strict=True):
+        if shape[i] is not None and shape[i] != want:
+            raise UsageError(f"--shape {want} for input {spec.name!r} contradicts its fixed dimension {shape[i]}")
+        shape[i] = want
+    return TensorSpec(spec.name, tuple(shape), spec.dtype, dims=spec.dims)
 
 
 def random_inputs(specs: list[TensorSpec], count: int, seed: int) -> list[np.ndarray]:
-    """`count` samples per input drawn from the signature: standard normal floats, small integers."""
+    """`count` samples per input drawn from the signature (batch on axis 0): standard normal floats, small
+    integers."""
     rng = np.random.default_rng(seed)
-    arrays = []
-    for spec in specs:
-        dims = spec.shape[1:]
-        if not spec.rank_known:
-            raise UsageError(
-                f"input {spec.name!r} has no recorded shape (TorchScript keeps none): give one sample's shape "
-                f"with --shape {spec.name}=D,D,..."
-            )
-        if any(d is None for d in dims):
-            shown = "x".join("?" if d is None else str(d) for d in dims)
-            raise UsageError(
-                f"input {spec.name!r} has dynamic dimensions ({shown}): fix them with --shape {spec.name}=D,D,..."
-            )
-        shape = (count, *dims)
-        if np.issubdtype(spec.dtype, np.floating):
-            arrays.append(rng.standard_normal(shape).astype(spec.dtype))
-        elif spec.dtype == np.bool_:
-            arrays.append(rng.integers(0, 2, shape).astype(np.bool_))
-        else:
-            arrays.append(rng.integers(0, 10, shape).astype(spec.dtype))
-    return arrays
+    return [draw(spec, 0, count, rng, None) for spec in specs]
 
 
 def resolve(
@@ -154,8 +224,14 @@ def resolve(
     say: Callable[[str], None] = print,
     data: Path | DataFile | None = None,
     shapes: Mapping[str, tuple[int, ...]] | None = None,
+    batch_axes: Mapping[str, int | None] | None = None,
+    values: Mapping[str, str] | None = None,
+    int_ranges: Mapping[str, tuple[int, int]] | None = None,
 ) -> Workload:
-    """A zoo name or a path to a model file -> Workload. Bad input raises UsageError."""
+    """A zoo name or a path to a model file -> Workload. Bad input raises UsageError.
+
+    Per input, by name: `batch_axes` its batch axis (None: not batched), `values` a number or a .npy file fed the
+    same in every call (--input), `int_ranges` the integers drawn for it (--int-range LOW:HIGH)."""
     shapes = dict(shapes or {})
     if name.partition(":")[0] in FAMILIES:
         points = FAMILIES[name.partition(":")[0]]
@@ -181,28 +257,48 @@ def resolve(
             raise UsageError(f"no such model file: {name}")
         else:
             workload = _user_workload(path, shapes)
+    if batch_axes or values or int_ranges:
+        workload = _with_inputs(workload, dict(batch_axes or {}), dict(values or {}), dict(int_ranges or {}))
     if data is not None:
         workload = _with_data(workload, data)
     _check_shapes(workload)
     return workload
 
 
+def _with_inputs(workload: Workload, batch_axes: dict[str, int | None], values: dict[str, str],
+                 int_ranges: dict[str, tuple[int, int]]) -> Workload:
+    """The per-input options applied; calibration follows them (a pinned value, a range), so its identity too."""
+    from dataclasses import replace
+
+    for name, (low, high) in int_ranges.items():
+        if low > high:
+            raise UsageError(f"--int-range {name}={low}:{high}: the low end is above the high end")
+    pinned = {name: parse_value(text, name) for name, text in values.items()}
+    workload = replace(workload, batch_axes=batch_axes, pinned=pinned, int_ranges=int_ranges, _axes=None)
+    identity = hashlib.sha256(repr((sorted(batch_axes.items()), sorted(int_ranges.items()))).encode())
+    for name in sorted(pinned):
+        identity.update(name.encode() + np.ascontiguousarray(pinned[name]).tobytes())
+    workload.artifacts.use_calibration(workload.calibration, f"inputs:{sorted(workload.shapes.items())}"
+                                                             f":{identity.hexdigest()[:16]}")
+    return workload
+
+
 def _check_shapes(workload: Workload) -> None:
     """--shape names inputs the model has, and agrees with the samples of --data: otherwise the cells would
     measure at the data's shape while the roofline counts the --shape graph."""
-    if not workload.shapes:
-        return
-    named = [name for name in workload.shapes if name]
-    specs = workload.input_specs if named else None  # opens the model in its reference runtime
+    options = {"--shape": [name for name in workload.shapes if name], "--batch-axis": list(workload.batch_axes),
+               "--input": list(workload.pinned), "--int-range": list(workload.int_ranges)}
+    specs = workload.input_specs if any(options.values()) else None  # opens the model in its reference runtime
     if specs is not None:
         real = [spec.name for spec in specs]
-        unknown = [name for name in named if name not in real]
-        if unknown:
-            raise UsageError(
-                f"--shape names {', '.join(map(repr, unknown))}, which {workload.name} has no input of: "
-                f"its inputs are {', '.join(map(repr, real))}"
-            )
-    if workload.x_eval is None:
+        for option, named in options.items():
+            unknown = [name for name in named if name not in real]
+            if unknown:
+                raise UsageError(
+                    f"{option} names {', '.join(map(repr, unknown))}, which {workload.name} has no input of: "
+                    f"its inputs are {', '.join(map(repr, real))}"
+                )
+    if not workload.shapes or workload.x_eval is None:
         return
     name = specs[0].name if specs else ""  # the data feeds the first input
     given = workload.shapes.get(name, workload.shapes.get(""))
@@ -274,15 +370,31 @@ def _weights_folder_hint(path: Path) -> str | None:
 
 def _with_data(workload: Workload, data: Path | DataFile) -> Workload:
     """--data FILE: `x` feeds accuracy, fidelity and calibration; `y` (optional) scores the outputs:
-    top-1 for integer class labels, resolution for numeric targets."""
+    top-1 for integer class labels, resolution for numeric targets. An .npz without `x` whose arrays are
+    named as the model's inputs feeds each input its own array (a pinned input's array is fed whole)."""
     from dataclasses import replace
 
-    from xpubench.data.files import load_arrays
+    from xpubench.data.files import DataFile, load_arrays, load_named_arrays
 
-    x, y = load_arrays(data)
-    workload = replace(workload, x_eval=x, y_eval=y, x_calibration=x, dataset=data.name, reference_accuracy=None,
+    source = data if isinstance(data, DataFile) else DataFile(Path(data))
+    named, y = load_named_arrays(source, lambda: [spec.name for spec in workload.input_specs])
+    if named:
+        x = None
+        digest = hashlib.sha256()
+        for key in sorted(named):
+            digest.update(key.encode() + np.ascontiguousarray(named[key]).tobytes())
+    else:
+        x, y = load_arrays(data)
+        digest = hashlib.sha256(x.tobytes())
+    workload = replace(workload, x_eval=x, y_eval=y, x_calibration=x, named_eval=named, dataset=data.name,
+                       reference_accuracy=None, _random=None,
                        metric=None if y is None else "top1" if y.dtype == np.int64 else "resolution")
-    workload.artifacts.use_calibration(workload.calibration, f"data:{hashlib.sha256(x.tobytes()).hexdigest()[:16]}")
+    if named:
+        arrays = workload.fidelity_inputs()  # checks the arrays against the inputs now
+        count = sample_count(arrays, workload.input_axes)
+        if y is not None and len(y) != count:
+            raise UsageError(f"{data.name}: the inputs hold {count} samples but {source.y} has {len(y)}")
+    workload.artifacts.use_calibration(workload.calibration, f"data:{digest.hexdigest()[:16]}")
     return workload
 
 
@@ -294,7 +406,12 @@ def _tflite_precision(path: Path) -> str:
 
     from xpubench.backends.litert import fp16_weights_only
 
-    interpreter = Interpreter(model_path=str(path))
+    try:
+        interpreter = Interpreter(model_path=str(path))
+    except ValueError as exc:  # LiteRT's own verifier: a garbled file is the user's, not a cell's failure
+        if "not a valid Flatbuffer" not in str(exc) and "schema version" not in str(exc):
+            raise
+        raise UsageError(f"{path} is not a valid TFLite model ({exc})") from None
     inputs = interpreter.get_input_details()
     if inputs and inputs[0]["dtype"] in (np.int8, np.uint8):
         return "uint8" if inputs[0]["dtype"] == np.uint8 else "int8"

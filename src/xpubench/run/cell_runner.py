@@ -15,7 +15,8 @@ from xpubench.core.cell import Cell, CellResult, Energy, Fidelity
 from xpubench.core.measure import stability
 from xpubench.errors import one_line
 from xpubench.hardware import catalogue, host
-from xpubench.models import Workload, apply_shape
+from xpubench.models import Workload
+from xpubench.models.inputs import output_axis, sample_count, take
 from xpubench.run.feasibility import artifact_kind, unavailable
 from xpubench.run.matrix import CellSettings
 from xpubench.scenarios import SELF_BATCHING, Outcome, ScenarioRun, run_scenario
@@ -51,8 +52,7 @@ def measure_cell(
         backend = backend_cls(artifact, device=cell.device, threads=cell.threads, precision=cell.precision,
                               options=dict(cell.options))
         common["model_bytes"] = backend.model_bytes()
-        specs = [apply_shape(spec, workload.shapes) for spec in backend.inputs]
-        fixed = specs[0].fixed_batch if specs else None
+        fixed = workload.fixed_batch(workload.shaped(backend.inputs))
         if fixed is not None and fixed != cell.batch_size:
             why = f"use --batch {fixed}" if cell.scenario not in SELF_BATCHING else f"{cell.scenario} needs batch 1"
             return CellResult.not_measured(
@@ -120,29 +120,39 @@ def _measure_open(
 
 
 def input_pool(workload: Workload, batch: int) -> list[list[np.ndarray]]:
-    """Distinct batches of real held-out samples (or of the fixed random draw when there is no data)."""
-    arrays = workload.fidelity_inputs()
-    n = len(arrays[0])
+    """Distinct batches of real held-out samples (or of the fixed random draw when there is no data), each
+    input's samples along its own batch axis; pinned inputs the same in every batch."""
+    arrays, axes = workload.fidelity_inputs(), workload.input_axes
+    n = sample_count(arrays, axes)
     count = max(1, min(POOL_BATCHES, n // batch))
-    return [[a[(i * batch + np.arange(batch)) % n] for a in arrays] for i in range(count)]
+    return [take(arrays, axes, (i * batch + np.arange(batch)) % n) for i in range(count)]
 
 
-def predict_all(backend: Backend, arrays: Sequence[np.ndarray], batch: int) -> list[np.ndarray]:
-    """Outputs for every sample, in batches of the cell's size (the last one padded, then cut)."""
-    n = len(arrays[0])
+def predict_all(
+    backend: Backend, arrays: Sequence[np.ndarray], batch: int, axes: Sequence[int | None] | None = None
+) -> list[np.ndarray]:
+    """Outputs for every sample, in batches of the cell's size (the last one padded, then cut). `axes`: each
+    input's batch axis (None: fed whole to every call; default axis 0); each output's is found from its shape."""
+    axes = tuple(axes) if axes is not None else (0,) * len(arrays)
+    n = sample_count(arrays, axes)
     chunks: list[list[np.ndarray]] = []
+    out_axes: list[int | None] = []
     for start in range(0, n, batch):
-        part = [a[start : start + batch] for a in arrays]
-        real = len(part[0])
-        if real < batch:
-            part = [np.concatenate([p, np.repeat(p[-1:], batch - real, axis=0)]) for p in part]
-        chunks.append([np.asarray(o)[:real] for o in backend.predict(part)])
-    return [np.concatenate(outs) for outs in zip(*chunks, strict=True)]
+        rows = np.arange(start, min(start + batch, n))
+        real = len(rows)
+        part = take(arrays, axes, np.concatenate([rows, np.repeat(rows[-1:], batch - real)]))
+        outputs = [np.asarray(o) for o in backend.predict(part)]
+        if not out_axes:
+            out_axes = [output_axis(o.shape, batch, part, axes) for o in outputs]
+        chunks.append([o if axis is None else np.take(o, np.arange(real), axis=axis)
+                       for o, axis in zip(outputs, out_axes, strict=True)])
+    return [np.concatenate(outs, axis=axis or 0) for outs, axis in zip(zip(*chunks, strict=True), out_axes,
+                                                                       strict=True)]
 
 
 def score(backend: Backend, workload: Workload, batch: int) -> dict:
     """Accuracy, its difference from the reference's, and fidelity, all on the same inputs."""
-    outputs = predict_all(backend, workload.fidelity_inputs(), batch)
+    outputs = predict_all(backend, workload.fidelity_inputs(), batch, workload.input_axes)
     found: dict = {}
     reference = workload.reference or None  # () when it could not be computed
     if reference is not None:

@@ -7,6 +7,7 @@ import itertools
 import math
 import types
 import typing
+from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -71,9 +72,13 @@ class Matrix:
     # Each cell runs under each scenario; those that pick their own batch get one cell at batch 1.
     scenarios: tuple[str, ...] = ("single-stream",)
     scenario: ScenarioConfig = field(default_factory=ScenarioConfig)
-    # How every model is resolved (again, in each worker): --data and --shape (input name -> one sample's shape).
+    # How every model is resolved (again, in each worker): --data and --shape (input name -> one sample's shape),
+    # and per input name: --batch-axis (None: not batched), --input (a number or .npy path), --int-range (LOW, HIGH).
     data: DataFile | Path | None = None
     shapes: tuple[tuple[str, tuple[int, ...]], ...] = ()
+    batch_axes: tuple[tuple[str, int | None], ...] = ()
+    input_values: tuple[tuple[str, str], ...] = ()
+    int_ranges: tuple[tuple[str, tuple[int, int]], ...] = ()
     # Worker sessions per single-stream cell, interleaved with the other cells (other scenarios run once).
     repeats: int = DEFAULT_REPEATS
     # end-to-end (host arrays in and out), compute (the runtime's compute alone), or both.
@@ -102,6 +107,34 @@ class Matrix:
                 for batch, threads in itertools.product(batches, self.threads):
                     cells.append(Cell(model, name, device, precision, batch, threads, scenario, timing, options))
         return cells
+
+    def check_choices(self) -> None:
+        """Raise ValueError naming what to choose when a backend is unknown (or its options are), a precision is
+        none any backend declares (nor fixed<W,I>), or none of the chosen backends takes a precision: a request
+        that could only store rows that say so is refused before anything is stored."""
+        from xpubench.backends import backend_names
+
+        known = backend_names(include_hidden=True)
+        chosen: dict[str, type[Backend]] = {}
+        for spec in self.backends:
+            name, options = parse_backend(spec)
+            if name not in known:
+                raise ValueError(f"unknown backend {name!r}: choose from {', '.join(backend_names())} or all")
+            chosen[name] = get_backend(name)
+            chosen[name].resolve_options(options)
+        if self.precisions == ("all",):
+            return
+        every = {name: get_backend(name) for name in known}
+        for precision in self.precisions:
+            takers = [name for name, cls in every.items() if cls.supports_precision(precision)]
+            if not takers:
+                declared = Counter(p for cls in every.values() for p in cls.precisions if "<" not in p)
+                names = sorted(declared, key=lambda p: (-declared[p], p))  # the most widely taken first
+                raise ValueError(f"unknown precision {precision!r}: choose from {', '.join(names)}, fixed<W,I> "
+                                 "or all")
+            if not any(cls.supports_precision(precision) for cls in chosen.values()):
+                raise ValueError(f"no chosen backend ({', '.join(chosen)}) takes precision {precision}: "
+                                 f"{', '.join(takers)} {'does' if len(takers) == 1 else 'do'}")
 
     def settings_for(self, cell: Cell, tdp_w: float | None = None) -> CellSettings:
         """A cell's settings: the matrix's repeats for single-stream cells, one for the scenarios that run

@@ -28,8 +28,9 @@ def reference_outputs(workload: Workload, threads: int = 1) -> tuple[list[np.nda
         raise RuntimeError(reason)
     backend = backend_cls(workload.artifacts.sources[workload.source_kind], threads=threads)
     try:
-        fixed = backend.inputs[0].fixed_batch if backend.inputs else None
-        outputs = predict_all(backend, workload.fidelity_inputs(), fixed or 64)
+        # At the batch the model takes: one it is fixed at, else 64 samples a call.
+        fixed = workload.fixed_batch(workload.shaped(backend.inputs))
+        outputs = predict_all(backend, workload.fidelity_inputs(), fixed or 64, workload.input_axes)
     finally:
         backend.close()
     return outputs, f"{name} {workload.source_kind}"

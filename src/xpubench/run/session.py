@@ -15,15 +15,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from xpubench.errors import UsageError
+from xpubench.run.exits import EXIT_INTERRUPTED, EXIT_TERMINATED, exit_code
 from xpubench.run.launcher import Launcher, ProcessLauncher
 from xpubench.run.matrix import Matrix, matrix_from_json, matrix_to_json
 from xpubench.run.sweep import Say, Sweep, SweepEvents
 
 if TYPE_CHECKING:
     from xpubench.store import ResultStore
-
-EXIT_INTERRUPTED = 130  # Ctrl-C, as a shell reports it
-EXIT_TERMINATED = 143  # SIGTERM
 
 
 class Stopped(BaseException):
@@ -33,7 +31,8 @@ class Stopped(BaseException):
 
 @dataclass(frozen=True)
 class Ending:
-    """How a session ended: the run's stored status and the exit code a command returns for it."""
+    """How a session ended: the run's stored status and the exit code a command returns for it (run/exits.py:
+    from the statuses of every stored cell of the run once finished, 130 or 143 when interrupted)."""
 
     run_id: str
     status: str  # finished | interrupted
@@ -76,10 +75,13 @@ class Session:
         `extra` joins the stored request (a study's name and mode). `launcher` measures the cells (default:
         a ProcessLauncher with `pin` and `cwd`, which also prepares the models); its owner closes it. A
         launcher with a `cluster` attribute has it stored, so that `resume` can reach that cluster again."""
+        from xpubench.models.filecheck import check_user_model
         from xpubench.models.zoo import lookup
         from xpubench.run.environment import collect
         from xpubench.store import ResultStore
 
+        for model in {m for matrix in matrices for m in matrix.models if lookup(m) is None}:
+            check_user_model(model, cwd)  # a broken file's container, in this process: no worker started for it
         with ProcessLauncher(pin, cwd) as local, Sweep(local, cell_timeout_s, say, launcher) as sweep:
             for matrix in matrices:
                 for model in matrix.models:
@@ -152,7 +154,8 @@ class Session:
 
     def measure(self, events: SweepEvents | None = None) -> Ending:
         """Measure what the run lacks. Ctrl-C and SIGTERM stop it with what is stored kept; either way the
-        run is finished in the store with its status and the load average at the end."""
+        run is finished in the store with its status and the load average at the end. The exit code of a
+        finished run follows from the statuses of all its stored cells (those of an earlier session too)."""
         from xpubench.hardware.host import load_average
 
         status, code = "interrupted", 0  # until the sweep returns
@@ -160,6 +163,7 @@ class Session:
             with _sigterm_raises():
                 self.sweep.run(self.matrices, self.store, self.run_id, events)
             status = "finished"
+            code = exit_code(record["status"] for record in self.store.cells(self.run_id))
         except KeyboardInterrupt:
             code = EXIT_INTERRUPTED
         except Stopped:

@@ -83,7 +83,7 @@ class Sweep:
         """`model` of `matrix` made ready, once per sweep; a string says why it could not be. The user's
         mistakes (a bad file, a missing --shape) raise UsageError. `cells` (by default the matrix's cells of
         that model) are screened: those that cannot run here get their rows now."""
-        source = ModelSource(model, matrix.data, matrix.shapes)
+        source = ModelSource.of(matrix, model)
         if source not in self._prepared:
             mine = tuple(c for c in matrix.cells() if c.model == model) if cells is None else tuple(cells)
             self._prepared[source] = self._prepare(PrepareTask(source, self.folder, True, mine, self.cells.remote))
@@ -195,8 +195,8 @@ class Sweep:
         for matrix in matrices:
             models = dict.fromkeys(c.model for c in matrix.cells() if c.key not in done)
             self.prepare_many(
-                (matrix, model, [c for m, c in every if c.model == model and m.data == matrix.data
-                                 and m.shapes == matrix.shapes])
+                (matrix, model, [c for m, c in every if c.model == model
+                                 and ModelSource.of(m, model) == ModelSource.of(matrix, model)])
                 for model in models
             )
             tdp_w = matrix.tdp()

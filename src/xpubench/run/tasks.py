@@ -12,7 +12,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from xpubench.run.matrix import CellSettings
+from xpubench.run.matrix import CellSettings, Matrix
 from xpubench.run.worker import Answer, Say
 
 if TYPE_CHECKING:
@@ -23,11 +23,25 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True)
 class ModelSource:
-    """How a worker finds a model again: a zoo name or a path, the --data file and --shape."""
+    """How a worker finds a model again: a zoo name or a path, the --data file, --shape and the per-input options
+    (--batch-axis, --input, --int-range)."""
 
     name: str
     data: Any = None  # a Path or DataFile
     shapes: tuple[tuple[str, tuple[int, ...]], ...] = ()
+    batch_axes: tuple[tuple[str, int | None], ...] = ()
+    input_values: tuple[tuple[str, str], ...] = ()
+    int_ranges: tuple[tuple[str, tuple[int, int]], ...] = ()
+
+    @classmethod
+    def of(cls, matrix: Matrix, model: str) -> ModelSource:
+        return cls(model, matrix.data, matrix.shapes, matrix.batch_axes, matrix.input_values, matrix.int_ranges)
+
+    def resolve(self, say: Say) -> Workload:
+        from xpubench.models import resolve
+
+        return resolve(self.name, say, self.data, dict(self.shapes), dict(self.batch_axes), dict(self.input_values),
+                       dict(self.int_ranges))
 
 
 @dataclass(frozen=True)
@@ -76,7 +90,7 @@ class PrepareTask:
     portable: bool = False
 
     def execute(self, say: Say) -> Answer:
-        from xpubench.models import REFERENCE_BACKEND, resolve
+        from xpubench.models import REFERENCE_BACKEND
         from xpubench.run.feasibility import unavailable
         from xpubench.run.reference import cached_reference
 
@@ -85,7 +99,7 @@ class PrepareTask:
             # The reference runtime gets one thread, set before anything starts it. Not for a name that is
             # no model: refusing it must not wait for TensorFlow to import.
             claim_process(REFERENCE_BACKEND[source_format], 1)
-        workload = resolve(self.source.name, say, self.source.data, dict(self.source.shapes))
+        workload = self.source.resolve(say)
         workload.fidelity_inputs()  # a dynamic dimension with no data to fix it is a UsageError, now
         reference_file, note = None, "its worker died"
         if self.with_reference:
@@ -177,11 +191,9 @@ def load_workload(prepared: Prepared, say: Say) -> Workload:
         if prepared.workload_file not in _loaded:
             _loaded[prepared.workload_file] = pickle.loads(prepared.workload_file.read_bytes())
         return _loaded[prepared.workload_file]
-    from xpubench.models import resolve
     from xpubench.run.reference import load_reference
 
-    source = prepared.source
-    workload = resolve(source.name, say, source.data, dict(source.shapes))
+    workload = prepared.source.resolve(say)
     return replace(workload, reference=load_reference(prepared.reference_file) if prepared.reference_file else ())
 
 
