@@ -93,7 +93,7 @@ def test_devices_and_zoo_list_what_is_here():
 def test_a_users_onnx_file_runs_on_random_inputs(relu_onnx, tmp_path):
     out = run_cli("run", str(relu_onnx), "--backend", "onnxruntime,litert", "--batch", "2", "--json",
                   str(tmp_path / "o.json"), "--results", str(tmp_path / "r"), *FAST)
-    assert out.returncode == 3, out.stderr  # litert is unavailable
+    assert out.returncode == 0, out.stderr  # every cell measured
     cells = {c["backend"]: c for c in json.loads((tmp_path / "o.json").read_text())["cells"]}
     assert cells["onnxruntime"]["status"] == "ok" and cells["onnxruntime"]["accuracy"] is None
     # LiteRT through onnx2tf, compared with ONNX Runtime's float32 reference

@@ -46,13 +46,13 @@ def test_every_cell_ok_is_0(relu_onnx, tmp_path):
 
 
 def test_an_unavailable_cell_beside_an_ok_one_is_3(relu_onnx, tmp_path):
-    assert run(relu_onnx, "onnxruntime,litert", tmp_path) == 3
-    assert statuses(tmp_path) == {"onnxruntime": "ok", "litert": "unavailable"}
+    assert run(relu_onnx, "onnxruntime,edgetpu", tmp_path) == 3  # no Coral runtime here
+    assert statuses(tmp_path) == {"onnxruntime": "ok", "edgetpu": "unavailable"}
 
 
 def test_only_unavailable_cells_is_4(relu_onnx, tmp_path):
-    assert run(relu_onnx, "litert", tmp_path) == 4
-    assert statuses(tmp_path) == {"litert": "unavailable"} and stored_runs(tmp_path) == 1
+    assert run(relu_onnx, "edgetpu", tmp_path, "--precision", "uint8") == 4
+    assert statuses(tmp_path) == {"edgetpu": "unavailable"} and stored_runs(tmp_path) == 1
 
 
 def test_a_crashed_cell_is_a_failed_row_and_4_when_nothing_else_ran(relu_onnx, tmp_path, crashing):  # noqa: F811
@@ -95,7 +95,8 @@ def test_help_names_the_codes(capsys):
 
 
 def test_benchmark_returns_unavailable_cells_and_refuses_an_unknown_precision(relu_onnx, tmp_path):
-    records = benchmark(str(relu_onnx), backends=("litert",), batch_sizes=(1,), results=tmp_path / "r")
+    records = benchmark(str(relu_onnx), backends=("edgetpu",), precisions=("uint8",), batch_sizes=(1,),
+                        results=tmp_path / "r")
     assert [r["status"] for r in records] == ["unavailable"]
     with pytest.raises(ValueError, match="unknown precision 'int9'"):
         benchmark(str(relu_onnx), backends=("onnxruntime",), precisions=("int9",), results=tmp_path / "r2")

@@ -23,17 +23,18 @@ from tests.test_serve import serving  # noqa: E402  (needs the serve extra)
 
 @pytest.fixture
 def slow_onnx(tmp_path: Path) -> Path:
-    """Six 1024x1024 matmuls in a row: milliseconds a call on one thread, so 800 req/s is far past capacity."""
+    """96 multiplications by one orthogonal 1024x1024 matrix in a row: several milliseconds a call on one thread
+    of any CPU this runs on, so 800 req/s is far past capacity (the weights are stored once, 4 MB)."""
     import onnx
     from onnx import TensorProto, helper, numpy_helper
 
     rng = np.random.default_rng(0)
-    weights = [numpy_helper.from_array((rng.standard_normal((1024, 1024)) / 32).astype(np.float32), f"w{i}")
-               for i in range(6)]
-    nodes = [helper.make_node("MatMul", ["x" if i == 0 else f"h{i}", f"w{i}"], [f"h{i + 1}" if i < 5 else "y"])
-             for i in range(6)]
+    orthogonal, _ = np.linalg.qr(rng.standard_normal((1024, 1024)))  # keeps the values' scale over the chain
+    nodes = [helper.make_node("MatMul", ["x" if i == 0 else f"h{i}", "w"], [f"h{i + 1}" if i < 95 else "y"])
+             for i in range(96)]
     graph = helper.make_graph(nodes, "slow", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["n", 1024])],
-                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["n", 1024])], weights)
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["n", 1024])],
+                              [numpy_helper.from_array(orthogonal.astype(np.float32), "w")])
     path = tmp_path / "slow.onnx"
     onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), path)
     return path

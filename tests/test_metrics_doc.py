@@ -46,7 +46,7 @@ def test_every_field_of_a_stored_record_is_defined(relu_onnx, tmp_path):
                    "--scenario", "single-stream,server,batch-sweep,offline,mlperf-singlestream",
                    "--runs", "10", "--min-time", "0.05", "--max-time", "1", "--warmup-runs", "1",
                    "--warmup-time", "0", "--results", str(tmp_path / "r"), "--json", str(out))
-    assert done.returncode == 0, done.stderr
+    assert done.returncode == 3, done.stderr  # some cells unavailable, as wanted
     records = json.loads(out.read_text())["cells"]
     assert {r["status"] for r in records} == {"ok", "unavailable"}
     names = set().union(*(fields(r) for r in records))

@@ -290,7 +290,8 @@ def test_dynamic_dimensions_need_a_shape(tmp_path):
     done = run_cli("run", str(tmp_path / "dyn.onnx"), "--results", str(tmp_path / "res"), *FAST)
     assert done.returncode == 2
     assert done.stderr.strip().splitlines() == [
-        "xpubench run: error: input 'x' has dynamic dimensions (2x?x?): fix them with --shape x=D,D,..."
+        "xpubench run: error: input 'x' has dynamic dimensions (?x2x?x?): fix them with --shape x=D,D,... "
+        "(every dimension but the batch)"
     ]
     _, cells = run_json(tmp_path, str(tmp_path / "dyn.onnx"), "--shape", "x=2,5,7", "--batch", "3",
                         "--backend", "onnxruntime")

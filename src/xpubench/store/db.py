@@ -160,8 +160,14 @@ class ResultStore:
         self._db = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_S, isolation_level=None)
         self._db.row_factory = sqlite3.Row
         self._check_is_a_database()
-        if self._db.execute("PRAGMA user_version").fetchone()[0] == 0:
-            self._refuse_foreign_tables()  # before WAL mode rewrites its header
+        # Before WAL mode rewrites its header. The version and the tables are read in one snapshot: a store
+        # another process is creating at this moment is not taken for someone else's database.
+        self._retry(lambda: self._db.execute("BEGIN"))
+        try:
+            if self._db.execute("PRAGMA user_version").fetchone()[0] == 0:
+                self._refuse_foreign_tables()
+        finally:
+            self._db.execute("COMMIT")
         # FULL: a commit is on disk before add_cell returns, so a killed process or a lost power
         # keeps every cell committed before.
         self._db.execute("PRAGMA synchronous=FULL")
