@@ -2,8 +2,10 @@
 
 For each cell it prints the spread of the medians across the runs against the interval each run stored, how
 often a run's interval covers the median of every other run (the coverage a user relies on), and how often the
-verdict called the cell stable; then the same beside a busy loop (one process spinning on one of the cores),
-where the verdict should turn for the cells whose medians moved.
+verdict called the cell stable; then the same beside a busy loop, where the verdict should turn for the cells
+whose medians moved. Every run is pinned to CPU 0 (`--pin 0`); the busy loop spins on CPU 0 too, on and off
+(busy moments, as a shared machine has them), so it competes with the cells rather than idling on the other
+core.
 
     python benchmarks/reproducibility.py [--runs 4] [--repeats 3] [--models dense1,conv3dense1]
         [--backends onnxruntime,litert] [--batch 1,32] [--busy-runs 2]
@@ -27,23 +29,30 @@ from pathlib import Path
 def run_once(args: argparse.Namespace, folder: Path, index: int) -> list[dict]:
     out = folder / f"run{index}.json"
     command = [sys.executable, "-m", "xpubench", "run", *args.models.split(","), "--backend", args.backends,
-               "--batch", args.batch, "--repeats", str(args.repeats), "--results", str(folder / "results"),
-               "--json", str(out)]
+               "--batch", args.batch, "--repeats", str(args.repeats), "--pin", "0",
+               "--results", str(folder / "results"), "--json", str(out)]
     done = subprocess.run(command, capture_output=True, text=True, timeout=3600)
     if done.returncode != 0:
         raise RuntimeError(f"{' '.join(command)} failed: {done.stderr[-2000:]}")
     return json.loads(out.read_text())["cells"]
 
 
-def spin() -> None:
+def spin(on_s: float = 1.5, off_s: float = 1.5) -> None:
+    """Spin on CPU 0 for `on_s`, rest for `off_s`, for at most an hour."""
+    import os
+
+    os.sched_setaffinity(0, {0})
     end = time.monotonic() + 3600
     while time.monotonic() < end:
-        pass
+        busy_until = time.monotonic() + on_s
+        while time.monotonic() < busy_until:
+            pass
+        time.sleep(off_s)
 
 
 @contextlib.contextmanager
 def busy_loop() -> Iterator[None]:
-    """One process spinning on the CPU for as long as the block runs."""
+    """One process spinning on CPU 0, on and off, for as long as the block runs."""
     process = multiprocessing.get_context("spawn").Process(target=spin, daemon=True)
     process.start()
     try:

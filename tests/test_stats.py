@@ -64,7 +64,7 @@ def test_no_samples_is_an_error():
         LatencyStats.from_samples_ns([])
 
 
-def test_the_repeat_interval_is_a_t_interval_over_the_repeats_medians():
+def test_the_repeat_interval_predicts_a_reruns_median_from_the_repeats_medians():
     from xpubench.core.stats import RepeatInterval, t_975
 
     rng = np.random.default_rng(4)
@@ -73,12 +73,12 @@ def test_the_repeat_interval_is_a_t_interval_over_the_repeats_medians():
     repeats = [rng.normal(m, 0.05e6, 5000) for m in (1.00e6, 1.04e6, 0.98e6)]
     found = RepeatInterval.from_repeats(repeats)
     medians = np.array([np.median(r) for r in repeats]) / 1e6
-    half = t_975(2) * medians.std(ddof=1) / np.sqrt(3)
+    half = t_975(2) * medians.std(ddof=1) * np.sqrt(2 / 3)  # a rerun's mean of 3 medians, not this run's
     assert found.center == pytest.approx(medians.mean())
     assert (found.low, found.high) == pytest.approx((medians.mean() - half, medians.mean() + half))
     pooled_low, pooled_high = median_ci(np.concatenate(repeats) / 1e6)
     assert found.high - found.low > 10 * (pooled_high - pooled_low)
-    assert found.repeats == 3 and "t interval (df 2)" in found.method
+    assert found.repeats == 3 and "t prediction interval (df 2)" in found.method
 
 
 def test_one_repeat_says_its_interval_is_the_within_process_one():

@@ -98,13 +98,14 @@ def t_975(df: int) -> float:
 
 @dataclass(frozen=True)
 class RepeatInterval:
-    """The median a rerun would report, from R repeats (each a worker session of its own), in ms.
+    """Where the median of a rerun of the cell falls, from R repeats (each a worker session of its own), in ms.
 
-    `center` is the mean of the repeats' medians. With two or more repeats the interval is Student's t
-    interval of that mean (df = R - 1) over the repeats' medians: each repeat's median carries both the
-    spread within its process and the spread between processes, so the interval covers both. It is never
-    narrower than the within-process interval of the pooled samples, nor wider than the fastest and the
-    slowest call. With one repeat only the
+    `center` is the mean of the repeats' medians: the cell's median. With two or more repeats the interval is
+    Student's t prediction interval for the mean of R new repeats' medians (df = R - 1): center +- t x s x
+    sqrt(1/R + 1/R), s the standard deviation of the repeats' medians. Each repeat's median carries both the
+    spread within its process and the spread between processes, so the interval covers both, and it is about
+    what a rerun reports, not only about the mean of this run. It is never narrower than the within-process
+    interval of the pooled samples, nor wider than the fastest and the slowest call. With one repeat only the
     within-process interval exists, and `method` says so.
     """
 
@@ -129,13 +130,14 @@ class RepeatInterval:
             center = float(np.median(ms[0]))
             return cls(center, pooled_low, pooled_high, 1,
                        "one repeat: the within-process bootstrap interval of the median (a rerun may fall outside)")
+        count = len(ms)
         medians = np.array([np.median(m) for m in ms])
         center = float(medians.mean())
-        half = t_975(len(ms) - 1) * float(medians.std(ddof=1)) / math.sqrt(len(ms))
+        half = t_975(count - 1) * float(medians.std(ddof=1)) * math.sqrt(2.0 / count)
         half = max(half, (pooled_high - pooled_low) / 2.0)
         # No median lies outside the fastest and the slowest call measured.
         fastest, slowest = min(float(m.min()) for m in ms), max(float(m.max()) for m in ms)
         low, high = max(center - half, fastest), min(center + half, slowest)
-        return cls(center, low, high, len(ms),
-                   f"t interval (df {len(ms) - 1}) of the mean of {len(ms)} repeat medians, each repeat a worker "
-                   "session of its own")
+        return cls(center, low, high, count,
+                   f"t prediction interval (df {count - 1}) of a rerun's mean of {count} repeat medians, each repeat "
+                   "a worker session of its own")

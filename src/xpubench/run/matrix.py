@@ -42,12 +42,13 @@ class CellSettings:
             raise InvalidSetting("repeats", f"a cell is measured in 1 to {MAX_REPEATS} repeats, got {self.repeats}")
 
     def per_repeat(self) -> MeasureConfig:
-        """One repeat's stop rules: its share of the cell's runs and times, warm-up in full (each repeat is a
-        session of its own); the interval target is the sweep's to check, across repeats."""
-        m = self.measure
-        return replace(m, min_runs=math.ceil(m.min_runs / self.repeats), min_time_s=m.min_time_s / self.repeats,
-                       max_time_s=m.max_time_s / self.repeats, ci_target=None,
-                       max_runs=math.ceil(m.max_runs / self.repeats) if m.max_runs else None)
+        """One repeat's stop rules: its share of the cell's runs, times and warm-up time (the warm-up calls in
+        full: each repeat is a session of its own); the interval target is the sweep's to check, across
+        repeats."""
+        m, share = self.measure, self.repeats
+        return replace(m, min_runs=math.ceil(m.min_runs / share), min_time_s=m.min_time_s / share,
+                       max_time_s=m.max_time_s / share, warmup_time_s=m.warmup_time_s / share, ci_target=None,
+                       max_runs=math.ceil(m.max_runs / share) if m.max_runs else None)
 
 
 @dataclass(frozen=True)
