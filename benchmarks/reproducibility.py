@@ -3,12 +3,12 @@
 For each cell it prints the spread of the medians across the runs against the interval each run stored, how
 often a run's interval covers the median of every other run (the coverage a user relies on), and how often the
 verdict called the cell stable; then the same beside a busy loop, where the verdict should turn for the cells
-whose medians moved. Every run is pinned to CPU 0 (`--pin 0`); the busy loop spins on CPU 0 too, on and off
-(busy moments, as a shared machine has them), so it competes with the cells rather than idling on the other
-core.
+whose medians moved. The busy loop spins on CPU 0, on and off (busy moments, as a shared machine has them);
+`--pin 0` pins the runs there too, so that it competes with every cell rather than with those the scheduler
+puts on CPU 0.
 
     python benchmarks/reproducibility.py [--runs 4] [--repeats 3] [--models dense1,conv3dense1]
-        [--backends onnxruntime,litert] [--batch 1,32] [--busy-runs 2]
+        [--backends onnxruntime,litert] [--batch 1,32] [--busy-runs 2] [--pin 0]
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ from pathlib import Path
 def run_once(args: argparse.Namespace, folder: Path, index: int) -> list[dict]:
     out = folder / f"run{index}.json"
     command = [sys.executable, "-m", "xpubench", "run", *args.models.split(","), "--backend", args.backends,
-               "--batch", args.batch, "--repeats", str(args.repeats), "--pin", "0",
+               "--batch", args.batch, "--repeats", str(args.repeats), *(["--pin", args.pin] if args.pin else []),
                "--results", str(folder / "results"), "--json", str(out)]
     done = subprocess.run(command, capture_output=True, text=True, timeout=3600)
     if done.returncode != 0:
@@ -122,6 +122,7 @@ def main() -> int:
     parser.add_argument("--models", default="dense1,conv3dense1")
     parser.add_argument("--backends", default="onnxruntime,litert")
     parser.add_argument("--batch", default="1,32")
+    parser.add_argument("--pin", default=None, help="CPUs for every run's workers, as xpubench run --pin")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="xpubench-repro-") as tmp:
         folder = Path(tmp)
