@@ -146,3 +146,22 @@ def check_output_file(path: Path | None, flag: str) -> None:
         raise UsageError(f"{flag} {path}: {folder} is a file, not a folder: give another place")
     if not os.access(path if path.exists() else folder, os.W_OK):
         raise UsageError(f"{flag} {path}: permission denied: give a file in a folder you can write to")
+
+
+def add_measure_options(p: argparse.ArgumentParser) -> None:
+    """The stop rules of the timing loop, as every command that measures cells takes them."""
+    p.add_argument("--runs", type=int, default=100, metavar="N", help="measure at least N calls (default: 100)")
+    p.add_argument("--min-time", type=float, default=2.0, metavar="S", help="and at least S seconds (default: 2)")
+    p.add_argument("--max-time", type=float, default=60.0, metavar="S", help="but at most S seconds (default: 60)")
+    p.add_argument("--warmup-runs", type=int, default=10, metavar="N", help="warm-up calls, at least (default: 10)")
+    p.add_argument(
+        "--warmup-time", type=float, default=0.5, metavar="S", help="warm-up seconds, at least (default: 0.5)"
+    )
+
+
+def measure_config(args: argparse.Namespace, ci_target: float | None = None):  # -> MeasureConfig
+    """The MeasureConfig of the options `add_measure_options` added (checked when built)."""
+    from xpubench.core.measure import MeasureConfig
+
+    return MeasureConfig(warmup_runs=args.warmup_runs, warmup_time_s=args.warmup_time, min_runs=args.runs,
+                         min_time_s=args.min_time, max_time_s=args.max_time, ci_target=ci_target)

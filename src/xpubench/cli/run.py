@@ -11,11 +11,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from xpubench.cli.options import (
+    add_measure_options,
     add_results_option,
     batch_axis_option,
     check_output_file,
     input_value_option,
     int_range_option,
+    measure_config,
     name_list,
     positive_int_list,
     precision_list,
@@ -78,13 +80,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--precision", type=precision_list, default=("fp32",), metavar="P,...",
                    help="fp32, fp16, bf16, int8-dynamic, int8, uint8, fixed<W,I>, or 'all': every precision "
                    "of each backend (default: fp32)")
-    p.add_argument("--runs", type=int, default=100, metavar="N", help="measure at least N calls (default: 100)")
-    p.add_argument("--min-time", type=float, default=2.0, metavar="S", help="and at least S seconds (default: 2)")
-    p.add_argument("--max-time", type=float, default=60.0, metavar="S", help="but at most S seconds (default: 60)")
-    p.add_argument("--warmup-runs", type=int, default=10, metavar="N", help="warm-up calls, at least (default: 10)")
-    p.add_argument(
-        "--warmup-time", type=float, default=0.5, metavar="S", help="warm-up seconds, at least (default: 0.5)"
-    )
+    add_measure_options(p)
     p.add_argument("--repeats", type=int, default=DEFAULT_REPEATS, metavar="R",
                    help="measure each single-stream cell in R worker sessions, interleaved with the other cells; "
                    "its median's 95%% interval is computed across them, so that it covers what a rerun gives "
@@ -168,7 +164,6 @@ def _connect(progress: ProgressBar):  # -> Callable[[str], Launcher]
 
 def _matrix(args: argparse.Namespace):  # -> Matrix
     from xpubench.backends import backend_names
-    from xpubench.core.measure import MeasureConfig
     from xpubench.models.zoo import expand
     from xpubench.run.matrix import Matrix
     from xpubench.scenarios import ScenarioConfig
@@ -188,14 +183,7 @@ def _matrix(args: argparse.Namespace):  # -> Matrix
             precisions=args.precision,
             devices=args.device or (("all",) if everything else None),
             every_option=everything,
-            measure=MeasureConfig(
-                warmup_runs=args.warmup_runs,
-                warmup_time_s=args.warmup_time,
-                min_runs=args.runs,
-                min_time_s=args.min_time,
-                max_time_s=args.max_time,
-                ci_target=args.ci_target,
-            ),
+            measure=measure_config(args, args.ci_target),
             tdp_w=args.tdp,
             scenarios=args.scenario,
             scenario=ScenarioConfig(qps=args.qps, bound_ms=args.bound_ms),

@@ -15,7 +15,13 @@ import shlex
 import sys
 from pathlib import Path
 
-from xpubench.cli.options import add_results_option, check_output_file, positive_int_list
+from xpubench.cli.options import (
+    add_measure_options,
+    add_results_option,
+    check_output_file,
+    measure_config,
+    positive_int_list,
+)
 from xpubench.errors import UsageError
 from xpubench.run.exits import epilog
 
@@ -48,19 +54,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="data-parallel parts in pinned native threads or in processes with shared memory "
                    "(default: thread)")
     p.add_argument("--batch", type=positive_int_list, default=(32,), metavar="N", help="batch size (default: 32)")
-    p.add_argument("--runs", type=int, default=100, metavar="N", help="measure at least N calls (default: 100)")
-    p.add_argument("--min-time", type=float, default=2.0, metavar="S", help="and at least S seconds (default: 2)")
-    p.add_argument("--max-time", type=float, default=60.0, metavar="S", help="but at most S seconds (default: 60)")
-    p.add_argument("--warmup-runs", type=int, default=10, metavar="N", help="warm-up calls, at least (default: 10)")
-    p.add_argument("--warmup-time", type=float, default=0.5, metavar="S",
-                   help="warm-up seconds, at least (default: 0.5)")
+    add_measure_options(p)
     p.add_argument("--json", type=Path, default=None, metavar="FILE", help="also write the cells as JSON")
     add_results_option(p)
     p.set_defaults(execute=execute)
 
 
 def execute(args: argparse.Namespace) -> int:
-    from xpubench.core.measure import MeasureConfig
     from xpubench.hetero.parts import parse_parts
     from xpubench.hetero.task import SplitRequest
     from xpubench.run.matrix import CellSettings
@@ -86,9 +86,7 @@ def execute(args: argparse.Namespace) -> int:
         raise UsageError("data-parallel needs at least two parts in --devices")
     from xpubench.hardware import catalogue, host
 
-    measure = MeasureConfig(warmup_runs=args.warmup_runs, warmup_time_s=args.warmup_time, min_runs=args.runs,
-                            min_time_s=args.min_time, max_time_s=args.max_time)
-    settings = CellSettings(measure, catalogue.cpu_tdp_w(host.cpu_model()))
+    settings = CellSettings(measure_config(args), catalogue.cpu_tdp_w(host.cpu_model()))
     request = SplitRequest(args.model, parts, args.mode, cuts, args.objective, args.batch[0], args.executor,
                            args.carry_skips, args.list_cuts, settings)
     return _run(args, request)

@@ -9,6 +9,7 @@ from pathlib import Path
 from xpubench.cli.options import add_results_option, check_output_file, name_list, positive_int_list
 from xpubench.errors import UsageError
 from xpubench.run.exits import epilog
+from xpubench.run.limits import DEFAULT_CELL_TIMEOUT_S
 
 DEFAULT_STRATEGIES = ("torch-ddp", "tf-multiworker")
 
@@ -44,7 +45,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="record every worker's weight checksum after the first K steps")
     p.add_argument("--kill-worker", default=None, metavar="RANK:STEP",
                    help="fault injection: worker RANK kills itself at STEP (the cell must end failed, not hang)")
-    p.add_argument("--cell-timeout", type=float, default=900.0, metavar="S", help="time limit of one cell")
+    p.add_argument("--cell-timeout", type=float, default=DEFAULT_CELL_TIMEOUT_S, metavar="S",
+                   help=f"time limit of one cell (default: {DEFAULT_CELL_TIMEOUT_S:g})")
     p.add_argument("--model-scaling", action="store_true",
                    help="probe the all-reduce (gloo, 2 processes, loopback) and predict 4..128 workers")
     p.add_argument("--json", type=Path, default=None, metavar="FILE", help="also write the cell records to FILE")
