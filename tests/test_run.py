@@ -343,7 +343,7 @@ def test_an_mlperf_cell_without_loadgen_is_unavailable_and_starts_no_worker(relu
 
 def test_run_study_and_benchmark_share_the_one_session():
     """The three front ends start their runs only through run.session.Session, none through the store."""
-    for module in ("cli/run.py", "cli/study.py", "api.py"):
+    for module in ("cli/run.py", "cli/study_seeds.py", "api.py"):
         source = (ROOT / "src" / "xpubench" / module).read_text()
         assert "Session.start(" in source, module
         assert "start_run(" not in source and "finish_run(" not in source, module

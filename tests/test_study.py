@@ -11,7 +11,7 @@ from tests.conftest import run_cli
 from xpubench.report.table import num
 from xpubench.run.exits import exit_code
 from xpubench.store import ResultStore
-from xpubench.study import EDGE_TPU, GPU, LARTPC_ROWS, QUICK_LARTPC_STAND_IN, plan, render, tables
+from xpubench.studies.seeds import EDGE_TPU, GPU, LARTPC_ROWS, QUICK_LARTPC_STAND_IN, plan, render, tables
 
 
 def record(model: str, backend: str, device: str, precision: str, batch: int = 1, **extra: Any) -> dict[str, Any]:
