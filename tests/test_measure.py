@@ -69,6 +69,16 @@ def test_inputs_rotate_through_the_pool():
     assert seen[:7] == [0, 1, 2, 0, 1, 2, 0]
 
 
+def test_the_runtime_own_clock_gives_the_samples_and_the_host_clock_the_stop_rules():
+    """`own_ns` (OpenVINO's InferRequest.latency) is each call's sample; the run still stops on the clock."""
+    backend = NullBackend(script=[1e-3])
+    pool = [np.full(1, i) for i in range(3)]
+    config = MeasureConfig(warmup_runs=0, warmup_time_s=0, min_runs=5, min_time_s=0.01)
+    samples = measure(backend.infer, pool, config, backend.clock, own_ns=lambda x: 1000 + int(x[0]))
+    assert set(samples.samples_ns.tolist()) == {1000, 1001, 1002}
+    assert samples.samples_ns.size >= 9  # 1 ms a call on the host clock, 10 ms at least: the clock stopped it
+
+
 @pytest.mark.parametrize(
     "field, value",
     [("min_runs", 0), ("min_time_s", -1), ("max_time_s", 0), ("ci_target", 2.0), ("warmup_runs", -1)],

@@ -433,4 +433,6 @@ def test_compute_timing_on_every_backend_that_separates_it(tmp_path):
         else:
             assert c["status"] == "ok" and c["latency_ms"]["median"] > 0, (c["backend"], c["reason"])
             assert c["fidelity"]["max_abs"] < 1e-3  # scored end to end as ever: the outputs are the model's
+            clock = "InferRequest.latency" if c["backend"] == "openvino" else "host"
+            assert c["details"]["compute_clock"] == clock, c["details"]
     assert "timing" in out.stdout.splitlines()[0]  # the table names the timing when it is not end-to-end

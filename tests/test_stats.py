@@ -81,6 +81,22 @@ def test_the_repeat_interval_predicts_a_reruns_median_from_the_repeats_medians()
     assert found.repeats == 3 and "t prediction interval (df 2)" in found.method
 
 
+def test_earlier_runs_widen_the_interval_to_the_spread_between_runs_and_never_narrow_it():
+    from xpubench.core.stats import RepeatInterval, t_975
+
+    rng = np.random.default_rng(6)
+    repeats = [rng.normal(m, 0.1e6, 5000) for m in (1.00e6, 1.01e6, 0.99e6)]  # one run's repeats agree
+    own = RepeatInterval.from_repeats(repeats)
+    earlier = [1.06, 0.95, 1.03]  # but the machine moved the median by up to 6 % between runs
+    wider = RepeatInterval.from_repeats(repeats, earlier)
+    half = t_975(3) * np.std([*earlier, own.center], ddof=1) * np.sqrt(2)
+    assert wider.center == own.center
+    assert (wider.low, wider.high) == pytest.approx((own.center - half, own.center + half))
+    assert "3 earlier runs" in wider.method
+    assert RepeatInterval.from_repeats(repeats, [1.0, 1.0]) == own  # runs that agree leave it as it was
+    assert RepeatInterval.from_repeats(repeats, [1.3]) == own  # one earlier run gives no spread
+
+
 def test_one_repeat_says_its_interval_is_the_within_process_one():
     from xpubench.core.stats import RepeatInterval
 

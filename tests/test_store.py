@@ -46,6 +46,24 @@ def test_cells_are_stored_with_their_samples_and_the_run_environment(tmp_path):
         assert store.runs()[0]["cells"] == 2 and store.run(run_id)["status"] == "finished"
 
 
+def test_earlier_medians_come_from_runs_on_the_same_machine_and_software_only(tmp_path):
+    here = {"cpu_model": "A", "logical_cpus": 2, "os": "linux", "python": "3.12", "packages": {"onnxruntime": "1"}}
+    elsewhere = {**here, "packages": {"onnxruntime": "2"}}
+    cell = Cell("m", "null", batch_size=4)
+    with ResultStore(tmp_path) as store:
+        runs = []
+        for environment, request in ((here, {}), (elsewhere, {}), (here, {"pin": [0]}), (here, {}), (here, {})):
+            run_id = store.start_run(environment, "xpubench run", request=request)
+            store.add_cell(run_id, measured(cell))
+            store.add_cell(run_id, CellResult.not_measured(Cell("m", "gone"), "unavailable", "not installed"))
+            store.finish_run(run_id, "finished", 0.5)
+            runs.append(run_id)
+        # The other package version and the pinned run are no reruns of the last; the unavailable cell has none.
+        assert store.earlier_medians(runs[-1], cell.key) == pytest.approx([1.5, 1.5])
+        assert store.earlier_medians(runs[-1], Cell("m", "gone").key) == []
+        assert store.earlier_medians(runs[1], cell.key) == []
+
+
 def test_schema_carries_its_version(tmp_path):
     ResultStore(tmp_path).close()
     db = sqlite3.connect(tmp_path / "xpubench.db")

@@ -54,6 +54,9 @@ class Backend(ABC):
     emulated: ClassVar[bool] = False  # its latency says nothing about the target hardware
     # Whether it can time the model's compute apart from the input and output handover (`bind_compute`).
     times_compute: ClassVar[bool] = False
+    # The runtime's own clock of one compute call, where it keeps one (`compute_ns` reads it), as the
+    # vendor's own tool reads it; None: the host clock times the call.
+    compute_clock: ClassVar[str | None] = None
 
     clock = staticmethod(time.perf_counter_ns)
 
@@ -199,6 +202,10 @@ class Backend(ABC):
         """The model's compute alone on inputs `bind_compute` handed over; the outputs stay in the runtime.
         The hot path `--timing compute` times: it returns once the device has finished."""
         raise NotImplementedError(f"{self.name} cannot time compute apart from the input and output handover")
+
+    def compute_ns(self, bound: Any) -> int:
+        """The runtime's own time of the last `compute(bound)`, in nanoseconds. Only where `compute_clock`."""
+        raise NotImplementedError(f"{self.name} keeps no clock of its own")
 
     def delegated_fraction(self) -> float | None:
         """The share of the graph's nodes that the accelerator or delegate runs; None where the

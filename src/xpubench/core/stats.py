@@ -12,6 +12,7 @@ Every metric is defined here, once:
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -107,6 +108,12 @@ class RepeatInterval:
     what a rerun reports, not only about the mean of this run. It is never narrower than the within-process
     interval of the pooled samples, nor wider than the fastest and the slowest call. With one repeat only the
     within-process interval exists, and `method` says so.
+
+    Repeats of one run share its hour: a machine that drifts between runs (a VM's neighbours, its clock
+    speed) moves every repeat alike, so their spread cannot show it. Given the medians of two or more earlier
+    runs of the cell on the same machine, the interval is at least center +- t x s_runs x sqrt(2) (df = the
+    earlier runs), s_runs the standard deviation of those medians and this one: what a rerun's median has
+    been seen to do here.
     """
 
     center: float
@@ -121,7 +128,7 @@ class RepeatInterval:
         return (self.high - self.low) / 2.0 / self.center if self.center > 0 else math.inf
 
     @classmethod
-    def from_repeats(cls, repeats_ns) -> RepeatInterval:
+    def from_repeats(cls, repeats_ns, earlier_medians: Sequence[float] = ()) -> RepeatInterval:
         ms = [np.asarray(r, dtype=np.float64) / 1e6 for r in repeats_ns if np.size(r)]
         if not ms:
             raise ValueError("no samples to summarise")
@@ -135,9 +142,17 @@ class RepeatInterval:
         center = float(medians.mean())
         half = t_975(count - 1) * float(medians.std(ddof=1)) * math.sqrt(2.0 / count)
         half = max(half, (pooled_high - pooled_low) / 2.0)
+        method = (f"t prediction interval (df {count - 1}) of a rerun's mean of {count} repeat medians, each repeat "
+                  "a worker session of its own")
+        earlier = [float(m) for m in earlier_medians]
+        if len(earlier) >= 2:
+            between = t_975(len(earlier)) * float(np.std([*earlier, center], ddof=1)) * math.sqrt(2.0)
+            if between > half:
+                half = between
+                method = (f"t prediction interval (df {len(earlier)}) of a rerun's median from the medians of "
+                          f"{len(earlier)} earlier runs of the cell on this machine and this one: wider than its "
+                          f"{count} repeats' own")
         # No median lies outside the fastest and the slowest call measured.
         fastest, slowest = min(float(m.min()) for m in ms), max(float(m.max()) for m in ms)
         low, high = max(center - half, fastest), min(center + half, slowest)
-        return cls(center, low, high, count,
-                   f"t prediction interval (df {count - 1}) of a rerun's mean of {count} repeat medians, each repeat "
-                   "a worker session of its own")
+        return cls(center, low, high, count, method)

@@ -92,6 +92,8 @@ def _measure_open(
         common.update(score(backend, workload, outcome.batch))
     common["delegated_fraction"] = backend.delegated_fraction()
     common["details"] = {**backend.details(), **common.pop("details", {})}
+    if cell.timing == "compute":
+        common["details"]["compute_clock"] = backend.compute_clock or "host"
     common["scenario_result"] = outcome.result or None
     tdp_w = settings.tdp_w
     result = CellResult.from_samples(

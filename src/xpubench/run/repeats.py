@@ -18,17 +18,20 @@ Repeat = tuple[dict[str, Any], np.ndarray]  # a repeat's record (as the store ke
 
 
 
-def interval(repeats: Sequence[Repeat]) -> RepeatInterval:
-    return RepeatInterval.from_repeats([samples for _, samples in repeats])
+def interval(repeats: Sequence[Repeat], earlier_medians: Sequence[float] = ()) -> RepeatInterval:
+    return RepeatInterval.from_repeats([samples for _, samples in repeats], earlier_medians)
 
 
-def combine(repeats: Sequence[Repeat], tdp_w: float | None, stop_reason: str) -> tuple[dict[str, Any], np.ndarray]:
+def combine(
+    repeats: Sequence[Repeat], tdp_w: float | None, stop_reason: str, earlier_medians: Sequence[float] = ()
+) -> tuple[dict[str, Any], np.ndarray]:
     """The cell's record and raw call times from its ok repeats (the first one scored): time figures from all
-    of them (metrics.py defines each), the accuracy, fidelity and details of the first."""
+    of them (metrics.py defines each), the accuracy, fidelity and details of the first. `earlier_medians`: the
+    cell's medians in earlier runs on this machine, which widen the interval when reruns spread more."""
     first = repeats[0][0]
     samples = [s for _, s in repeats]
     pooled = np.concatenate(samples)
-    found = interval(repeats)
+    found = interval(repeats, earlier_medians)
     batch = int(first["batch_size"])
     latency = LatencyStats.from_samples_ns(pooled).as_dict()
     latency.update(median=found.center, ci95_low=found.low, ci95_high=found.high)
@@ -52,6 +55,7 @@ def combine(repeats: Sequence[Repeat], tdp_w: float | None, stop_reason: str) ->
             "medians_ms": [float(np.median(s)) / 1e6 for s in samples],
             "runs": [int(s.size) for s in samples],
             "interval": found.method,
+            "earlier_runs": len(earlier_medians),
         },
         "energy": _energy(repeats, tdp_w, per_sample_ms),
     }

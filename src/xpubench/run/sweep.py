@@ -243,7 +243,8 @@ class Sweep:
             if stop is None:
                 queue.append(item)
             else:
-                finish(item, *combine(item.repeats, item.settings.tdp_w, stop))
+                earlier = store.earlier_medians(run_id, item.cell.key)
+                finish(item, *combine(item.repeats, item.settings.tdp_w, stop, earlier))
 
         try:
             while queue or in_flight:
@@ -293,6 +294,7 @@ class _Pending:
         if target is None:
             share = self.settings.per_repeat()
             return f"{count} repeats of at least {share.min_runs} runs and {share.min_time_s:g} s"
+        # The run's own repeats: more of them narrow it; the spread between runs the stored one may add, not.
         halfwidth = interval(self.repeats).halfwidth
         spent = sum(record["duration_s"] or 0.0 for record, _ in self.repeats)
         if halfwidth <= target:

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from xpubench.core import metrics
-from xpubench.core.measure import MeasureConfig, Samples, measure
+from xpubench.core.measure import MeasureConfig, Samples
 from xpubench.scenarios import Outcome, ScenarioRun
 
 GAIN_STOP = 0.05  # a batch that adds less throughput than this over the best so far is "no gain"
@@ -39,7 +39,7 @@ class Point:
 def single_stream(run: ScenarioRun) -> Outcome:
     """One query of the cell's batch at a time, the next sent when the last returned."""
     batch = run.cell.batch_size
-    samples = measure(run.call, run.pool(batch), run.measure, clock=run.backend.clock)
+    samples = run.timed(run.pool(batch), run.measure)
     return Outcome(samples=samples, batch=batch)
 
 
@@ -49,7 +49,7 @@ def batch_sweep(run: ScenarioRun) -> Outcome:
     points, stop = sweep(run, step_config(run.measure, 5))
     best = max(points, key=lambda p: p.throughput_sps)
     knee = next(p for p in points if p.throughput_sps >= (1 - KNEE_TOLERANCE) * best.throughput_sps)
-    samples = measure(run.call, run.pool(knee.batch), run.measure, clock=run.backend.clock)
+    samples = run.timed(run.pool(knee.batch), run.measure)
     return Outcome(
         samples=samples,
         batch=knee.batch,
@@ -70,7 +70,7 @@ def offline(run: ScenarioRun) -> Outcome:
     best size (found by a short sweep); throughput is samples over the wall time of the run."""
     points, stop = sweep(run, step_config(run.measure, 10))
     best = max(points, key=lambda p: p.throughput_sps)
-    samples = measure(run.call, run.pool(best.batch), run.measure, clock=run.backend.clock)
+    samples = run.timed(run.pool(best.batch), run.measure)
     wall = best.batch * samples.samples_ns.size / samples.duration_s if samples.duration_s > 0 else None
     return Outcome(
         samples=samples,
@@ -108,11 +108,11 @@ def sweep(run: ScenarioRun, config: MeasureConfig) -> tuple[list[Point], str]:
     cap = run.settings.max_batch
     fixed = run.backend.inputs[0].fixed_batch if run.backend.inputs else None
     if fixed is not None:  # a model built for one batch size has nothing to sweep
-        samples = measure(run.call, run.pool(fixed), config, clock=run.backend.clock)
+        samples = run.timed(run.pool(fixed), config)
         return [Point(fixed, samples)], f"the model takes batch {fixed} only"
     while True:
         try:
-            samples = measure(run.call, run.pool(batch), config, clock=run.backend.clock)
+            samples = run.timed(run.pool(batch), config)
         except Exception as exc:  # out of memory or a runtime limit: the curve ends here
             if not points:
                 raise

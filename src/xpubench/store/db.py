@@ -444,6 +444,19 @@ class ResultStore:
         rows = self._read("SELECT record FROM cells WHERE run_id = ? ORDER BY COALESCE(position, id), id", (run_id,))
         return [{**json.loads(r["record"]), "environment": environment} for r in rows]
 
+    def earlier_medians(self, run_id: str, key: str, limit: int = 10) -> list[float]:
+        """The medians (ms) of cell `key` in other runs on the same machine and software as `run_id` (`_setup`),
+        newest first, at most `limit`: the spread between runs, which a run's own repeats cannot see."""
+        setup = _setup(self.run(run_id))
+        rows = self._read(
+            """SELECT c.median_ms, r.run_id FROM cells c JOIN runs r ON r.run_id = c.run_id
+               WHERE c.key = ? AND c.status = 'ok' AND c.run_id != ? AND c.median_ms IS NOT NULL
+               ORDER BY c.id DESC LIMIT ?""",
+            (key, run_id, limit * 5),
+        )
+        found = [float(r["median_ms"]) for r in rows if _setup(self.run(r["run_id"])) == setup]
+        return found[:limit]
+
     def repeats(self, run_id: str) -> dict[str, list[tuple[dict[str, Any], np.ndarray]]]:
         """The stored repeats of the run's cells, by cell key, in repeat order: (record, raw call times)."""
         rows = self._read("SELECT key, record, samples_ns FROM repeats WHERE run_id = ? ORDER BY key, repeat",
@@ -459,3 +472,14 @@ class ResultStore:
         if not rows or rows[0]["samples_ns"] is None:
             return np.empty(0, dtype=np.int64)
         return np.frombuffer(rows[0]["samples_ns"], dtype="<i8")
+
+
+def _setup(run: dict[str, Any]) -> tuple[Any, ...]:
+    """What makes two runs' figures of a cell comparable as reruns: the CPU, OS, Python, package versions, the
+    variables that size thread pools, and the CPUs the cells were pinned to."""
+    environment, request = run["environment"], run.get("request") or {}
+    return (
+        environment.get("cpu_model"), environment.get("logical_cpus"), environment.get("os"),
+        environment.get("python"), json.dumps(environment.get("packages"), sort_keys=True),
+        json.dumps((environment.get("settings") or {}).get("variables"), sort_keys=True), request.get("pin"),
+    )
