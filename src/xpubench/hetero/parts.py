@@ -62,6 +62,11 @@ def parse_parts(text: str) -> tuple[Part, ...]:
     parts = tuple(parse_part(p) for p in text.split(",") if p.strip())
     if not parts:
         raise ValueError("give at least one part, e.g. onnxruntime:cpu@0,litert:cpu@1")
+    return check_pins(parts)
+
+
+def check_pins(parts: tuple[Part, ...]) -> tuple[Part, ...]:
+    """The parts, or ValueError when two are pinned to a CPU in common (they would time each other)."""
     pinned = [set(p.cpus) for p in parts if p.cpus]
     for i, a in enumerate(pinned):
         for b in pinned[i + 1:]:
