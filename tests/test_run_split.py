@@ -12,6 +12,7 @@ from xpubench.hetero.parts import Part
 from xpubench.hetero.spec import SplitSpec
 from xpubench.run.matrix import Matrix, matrix_from_json, matrix_to_json
 from xpubench.run.pins import allowed_cpus
+from xpubench.run.resources import resources_for_cell
 
 CPUS = allowed_cpus()
 # Two parts on cores of their own where there are two; unpinned on a one-core machine.
@@ -28,6 +29,9 @@ def test_a_split_spec_parses_round_trips_and_refuses_what_cannot_run_anywhere():
     cell = spec.cell("dense1", 8)
     assert SplitSpec.of_cell(cell) == spec and cell.precision == "mixed" and cell.threads == 2
     assert SplitSpec.parse("split:data:onnxruntime+litert:executor=process").executor == "process"
+    gpus = SplitSpec.parse("split:data:onnxruntime:cuda:0:fp16@0+torch:cuda:1")
+    assert [(p.device, p.precision) for p in gpus.parts] == [("cuda:0", "fp16"), ("cuda:1", "fp32")]
+    assert resources_for_cell(gpus.cell("dense1", 8)) == {"gpu": 2}  # a cluster worker gives it both GPUs
     for bad, why in [("split:data:onnxruntime@0", "at least two parts"), ("split:auto:onnxruntime+litert", "auto"),
                      ("split:pipeline:onnxruntime+litert", "needs its cuts"), ("split:data", "no parts"),
                      ("split:data:onnxruntime@0+litert@0", "share CPUs"), ("split:data:a+b:cut=x", "cuts a pipeline"),
