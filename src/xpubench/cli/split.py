@@ -94,7 +94,7 @@ def execute(args: argparse.Namespace) -> int:
     from xpubench.hetero.spec import SplitSpec
 
     try:
-        spec = SplitSpec(args.mode, parts, cuts, args.executor)
+        spec = SplitSpec(args.mode, parts, cuts, args.executor if args.mode == "data" else "thread")
     except ValueError as exc:
         raise UsageError(str(exc)) from None
     return _run_cell(args, request, spec)
