@@ -50,7 +50,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--backend", type=name_list, default=None, metavar="B,...",
                    help="backends, each optionally with options (litert:xnnpack=off, torch:mode=compile), "
-                   "or 'all': every backend, option and device (default: onnxruntime,litert)")
+                   "or 'all': every backend, option and device (default: onnxruntime,litert); or a split over "
+                   "parts joined by +, each BACKEND[:DEVICE][:PRECISION]@CPUS as `xpubench split` takes them: "
+                   "split:data:onnxruntime@0+litert@1 (each batch divided between the parts, executor=process "
+                   "for processes), split:pipeline:onnxruntime@0+litert@1:cut=TENSOR (the graph cut, one stage "
+                   "per part; cut= once per cut). A split's parts keep their own devices and precisions")
     p.add_argument("--device", type=name_list, default=None, metavar="D,...",
                    help="devices (cpu, cuda, ...) or 'all' (default: where each backend runs by default)")
     p.add_argument("--data", type=Path, default=None, metavar="FILE",
@@ -132,7 +136,7 @@ def execute(args: argparse.Namespace) -> int:
         with Session.resume(args.results, args.resume, progress.say, connect=_connect(progress),
                             cluster=args.cluster) as session:
             progress.say(f"resuming run {args.resume}: {session.cell_count} cells, results in {session.store.path}")
-            return _measure(args, session, progress)
+            return measure_session(args, session, progress)
     matrix = _matrix(args)
     pin = _pin(args.pin)
     if pin and args.cluster:
@@ -147,7 +151,7 @@ def execute(args: argparse.Namespace) -> int:
                                                     pin=pin, say=progress.say, launcher=launcher))
         where = f" on the cluster {args.cluster}" if args.cluster else ""
         progress.say(f"run {session.run_id}: {session.cell_count} cells{where}, results in {session.store.path}")
-        return _measure(args, session, progress)
+        return measure_session(args, session, progress)
 
 
 def _connect(progress: ProgressBar):  # -> Callable[[str], Launcher]
@@ -223,7 +227,7 @@ def _pin(text: str | None) -> tuple[int, ...] | None:
         raise UsageError(f"--pin {exc}") from None
 
 
-def _measure(args: argparse.Namespace, session: Session, progress: ProgressBar) -> int:
+def measure_session(args: argparse.Namespace, session: Session, progress: ProgressBar) -> int:
     """Measure the session's cells, then print the table and write --json; Ctrl-C and SIGTERM keep what is stored."""
     from xpubench.report.table import render_text
     from xpubench.run.sweep import SweepEvents

@@ -1,10 +1,10 @@
 """`xpubench split`: one model split across unlike parts (data-parallel or a layer pipeline), measured as
 cells and stored like `run`'s.
 
-Stored through the store directly, not a Session: a Session measures a matrix's cells, each by one registered
-backend on one artifact in a worker of its own; a split opens several backends on several artifacts in one
-worker (its parts pinned inside it), and the planner measures its plans from one shared profile. The model is
-still prepared by the sweep (trained, its float32 reference cached) and the split runs in the launcher's worker.
+A given split (data, or a pipeline with its cuts) is a matrix's cell, `run --backend split:...` (hetero.spec),
+measured through a Session like any cell. The planner (auto) measures plans it chooses from one shared profile
+while it runs, so no matrix names them: it is stored through the store directly, the model still prepared by the
+sweep (trained, its float32 reference cached) and the plans measured in the launcher's worker.
 """
 
 from __future__ import annotations
@@ -89,7 +89,33 @@ def execute(args: argparse.Namespace) -> int:
     settings = CellSettings(measure_config(args), catalogue.cpu_tdp_w(host.cpu_model()))
     request = SplitRequest(args.model, parts, args.mode, cuts, args.objective, args.batch[0], args.executor,
                            args.carry_skips, args.list_cuts, settings)
-    return _run(args, request)
+    if args.list_cuts or args.carry_skips or args.mode == "auto" or (args.mode == "pipeline" and not cuts):
+        return _run(args, request)  # the planner, or a cut `run` does not take
+    from xpubench.hetero.spec import SplitSpec
+
+    try:
+        spec = SplitSpec(args.mode, parts, cuts, args.executor if args.mode == "data" else "thread")
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    return _run_cell(args, request, spec)
+
+
+def _run_cell(args: argparse.Namespace, request, spec) -> int:  # SplitRequest, SplitSpec
+    """A given split is a matrix's cell, measured and stored as `run --backend SPEC` does it (`xpubench run
+    --resume` finishes it), in one repeat of the split's stop rules."""
+    from xpubench.cli.run import measure_session
+    from xpubench.report.progress import ProgressBar
+    from xpubench.run.matrix import Matrix
+    from xpubench.run.session import Session
+
+    progress = ProgressBar(sys.stderr)
+    matrix = Matrix(models=(request.model,), backends=(spec.text,), batch_sizes=(request.batch,),
+                    measure=request.settings.measure, repeats=1)
+    command = shlex.join(["xpubench", *sys.argv[1:]])
+    with Session.start(args.results, [matrix], command, cell_timeout_s=SPLIT_TIMEOUT_S, say=progress.say,
+                       extra={"split": _request_json(request)}) as session:
+        progress.say(f"run {session.run_id}: {spec.text}, results in {session.store.path}")
+        return measure_session(args, session, progress)
 
 
 def _run(args: argparse.Namespace, request) -> int:  # request: SplitRequest

@@ -222,6 +222,8 @@ class CellResult:
     stability: dict[str, Any] | None = None
     # What the figures rest on: count of repeats, their medians and runs, the interval's method (run/repeats.py)
     repeats: dict[str, Any] | None = None
+    # A split's own figures (its parts or stages, hetero/cell.py); None for every other cell
+    split: dict[str, Any] | None = None
 
     def __post_init__(self) -> None:
         if self.status not in STATUSES:
@@ -310,5 +312,6 @@ class CellResult:
             "energy": self.energy.as_dict(),
             "price": self.price,
             "roofline": self.roofline,
+            "split": self.split,
             "environment": environment,
         }

@@ -13,19 +13,12 @@ import numpy as np
 from xpubench.core.cell import Cell, CellResult
 from xpubench.core.measure import measure, stability
 from xpubench.errors import one_line
-from xpubench.hetero.parts import Part, describe
+from xpubench.hetero.parts import Part
+from xpubench.hetero.spec import split_cell
 from xpubench.models import Workload
 from xpubench.run.matrix import CellSettings
 
 STREAM_MIN_BATCHES = 16  # a pipeline's stream: at least this many batches, and about min_time_s / 2 of them
-
-
-def split_cell(model: str, parts: Sequence[Part], batch: int, mode: str, **options: str) -> Cell:
-    """The cell of a split: backend `split`, device the parts (`onnxruntime:cpu@0+litert:cpu@1`)."""
-    precisions = {p.precision for p in parts}
-    return Cell(model, "split", describe(tuple(parts)), precisions.pop() if len(precisions) == 1 else "mixed",
-                batch, max(1, sum(len(p.cpus) or 1 for p in parts)), "single-stream",
-                options=tuple(sorted({"mode": mode, **options}.items())))
 
 
 @dataclass(frozen=True)
@@ -37,9 +30,10 @@ class Measured:
 
 
 def measure_composite(cell: Cell, workload: Workload, settings: CellSettings, composite: Any,
-                      figures: Any, stream: bool = False) -> Measured:
+                      figures: Any, stream: bool = False, scored: bool = True) -> Measured:
     """Time `composite` (DataParallel or Pipeline) like a backend; `figures(calls)` gives its per-part or
-    per-stage figures over the timed calls. A pipeline (`stream`) also streams batches for its throughput."""
+    per-stage figures over the timed calls. A pipeline (`stream`) also streams batches for its throughput.
+    `scored`: accuracy and fidelity too (a cell's first repeat)."""
     from xpubench.hardware import host, roofline
     from xpubench.run.cell_runner import input_pool, score
 
@@ -57,7 +51,8 @@ def measure_composite(cell: Cell, workload: Workload, settings: CellSettings, co
         split["stream"] = {"batches": batches, "wall_s": wall_s, "throughput_sps": throughput}
     verdict = stability([samples.samples_ns], load_before, host.load_average())
     common: dict[str, Any] = {"dataset": workload.dataset, "model_bytes": composite.model_bytes()}
-    common.update(score(composite, workload, cell.batch_size))
+    if scored:
+        common.update(score(composite, workload, cell.batch_size))
     common["details"] = common.pop("details", {})
     result = CellResult.from_samples(cell, samples, verdict, settings.tdp_w, throughput_sps=throughput, **common)
     onnx_path = workload.artifact("onnx:fp32")
@@ -70,8 +65,23 @@ def failed(cell: Cell, exc: BaseException) -> Measured:
     return Measured(CellResult.not_measured(cell, "failed", one_line(exc)), {})
 
 
+def measure_split(cell: Cell, workload: Workload, settings: CellSettings, scored: bool = True) -> CellResult:
+    """One repeat of a matrix's split cell (backend `split`, hetero.spec) in a worker, its `split` figures in
+    the result: the same measurement, and record, as `xpubench split` makes."""
+    from xpubench.hetero.spec import SplitSpec
+
+    spec = SplitSpec.of_cell(cell)
+    if spec.mode == "data":
+        measured = measure_data_parallel(cell.model, workload, spec.parts, cell.batch_size, settings, spec.executor,
+                                         scored)
+    else:
+        measured = measure_pipeline(cell.model, workload, spec.parts, spec.cuts, cell.batch_size, settings,
+                                    workload.artifacts.folder / "split", scored=scored)
+    return replace(measured.result, cell=cell, split=measured.split or None)
+
+
 def measure_data_parallel(model: str, workload: Workload, parts: Sequence[Part], batch: int,
-                          settings: CellSettings, executor: str = "thread") -> Measured:
+                          settings: CellSettings, executor: str = "thread", scored: bool = True) -> Measured:
     """Each part alone first (its throughput), then the proportions searched, then the split measured."""
     from xpubench.hetero.data_parallel import DataParallel
     from xpubench.run.cell_runner import input_pool
@@ -92,7 +102,7 @@ def measure_data_parallel(model: str, workload: Workload, parts: Sequence[Part],
                 row["alone_sps"] = rate
             return {"mode": "data", "executor": executor, "parts": rows, "search": search}
 
-        measured = measure_composite(cell, workload, settings, composite, figures)
+        measured = measure_composite(cell, workload, settings, composite, figures, scored=scored)
     except Exception as exc:
         return failed(cell, exc)
     finally:
@@ -108,7 +118,7 @@ def measure_data_parallel(model: str, workload: Workload, parts: Sequence[Part],
 
 def measure_pipeline(model: str, workload: Workload, parts: Sequence[Part], cuts: Sequence[str], batch: int,
                      settings: CellSettings, folder: Path, carry_skips: bool = False,
-                     prediction: dict[str, Any] | None = None) -> Measured:
+                     prediction: dict[str, Any] | None = None, scored: bool = True) -> Measured:
     """The graph cut at `cuts` (stage i on parts[i]), measured one batch at a time (latency) and streamed
     (throughput)."""
     import onnx
@@ -137,7 +147,7 @@ def measure_pipeline(model: str, workload: Workload, parts: Sequence[Part], cuts
                     "stage_sum_ms": sum(s["median_ms"] or 0 for s in found["stages"])
                     + sum(t["median_ms"] or 0 for t in found["transfers"])}
 
-        measured = measure_composite(cell, workload, settings, composite, figures, stream=True)
+        measured = measure_composite(cell, workload, settings, composite, figures, stream=True, scored=scored)
     except Exception as exc:
         return failed(cell, exc)
     finally:

@@ -44,7 +44,7 @@ def parse_part(text: str) -> Part:
     name, *fields = body.split(":")
     if not name:
         raise ValueError(f"part {text!r} names no backend: write BACKEND[:DEVICE][:PRECISION]@CPUS, e.g. litert:cpu@1")
-    device, precision, options = "cpu", "fp32", []
+    precision, options, device = "fp32", [], []
     for field in fields:
         if "=" in field:
             key, _, value = field.partition("=")
@@ -52,9 +52,9 @@ def parse_part(text: str) -> Part:
         elif field in PRECISIONS or field.startswith("fixed<"):
             precision = field
         elif field:
-            device = field
+            device.append(field)  # a device may hold colons itself: cuda:0, edgetpu:usb:0
     cpus = parse_cpus(cpus_text) if at else ()
-    return Part(name, device, precision, cpus, tuple(sorted(options)))
+    return Part(name, ":".join(device) or "cpu", precision, cpus, tuple(sorted(options)))
 
 
 def parse_parts(text: str) -> tuple[Part, ...]:
@@ -62,6 +62,11 @@ def parse_parts(text: str) -> tuple[Part, ...]:
     parts = tuple(parse_part(p) for p in text.split(",") if p.strip())
     if not parts:
         raise ValueError("give at least one part, e.g. onnxruntime:cpu@0,litert:cpu@1")
+    return check_pins(parts)
+
+
+def check_pins(parts: tuple[Part, ...]) -> tuple[Part, ...]:
+    """The parts, or ValueError when two are pinned to a CPU in common (they would time each other)."""
     pinned = [set(p.cpus) for p in parts if p.cpus]
     for i, a in enumerate(pinned):
         for b in pinned[i + 1:]:

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 
 from xpubench.backends import get_backend
 from xpubench.core.cell import Cell, CellResult
+from xpubench.hetero.spec import SplitSpec, is_split
 from xpubench.scenarios import unavailable_reason as scenario_unavailable
 
 if TYPE_CHECKING:
@@ -27,6 +28,9 @@ def artifact_kind(backend_cls: type[Backend], cell: Cell, workload: Workload) ->
 def unavailable(cell: Cell, workload: Workload) -> CellResult | None:
     """The cell's `unavailable` row, with the reason, when it cannot run here; None when it can."""
     common: dict = {"dataset": workload.dataset}
+    if is_split(cell):
+        reason = split_unavailable(cell, workload)
+        return CellResult.not_measured(cell, "unavailable", reason, **common) if reason else None
     reason = scenario_unavailable(cell.scenario, cell.timing)
     if reason:
         return CellResult.not_measured(cell, "unavailable", reason, **common)
@@ -41,3 +45,34 @@ def unavailable(cell: Cell, workload: Workload) -> CellResult | None:
     if not reason:
         reason = artifact_kind(backend_cls, cell, workload)[1]
     return CellResult.not_measured(cell, "unavailable", str(reason), **common) if reason else None
+
+
+def split_unavailable(cell: Cell, workload: Workload) -> str | None:
+    """Why a split cannot run here: its scenario, a part's own reason (data-parallel: each part loads the whole
+    model, so its artifact too), or a pipeline's cut that this model does not have; None when it can."""
+    if cell.scenario != "single-stream" or cell.timing != "end-to-end":
+        return "a split is measured single-stream and end-to-end: use --scenario single-stream --timing end-to-end"
+    spec = SplitSpec.of_cell(cell)
+    for part, one in zip(spec.parts, spec.part_cells(cell), strict=True):
+        try:
+            backend_cls = get_backend(part.backend)
+        except KeyError as exc:
+            return f"part {part.spec}: {exc.args[0]}"
+        reason = backend_cls.unavailable_reason(part.device, part.precision, dict(part.options))
+        if not reason and spec.mode == "data":
+            reason = artifact_kind(backend_cls, one, workload)[1]
+        if reason:
+            return f"part {part.spec}: {reason}"
+    if spec.mode == "pipeline":
+        reason = workload.artifacts.reason("onnx:fp32")
+        if reason:
+            return f"a pipeline cuts the ONNX graph: {reason}"
+        import onnx
+
+        from xpubench.hetero.cuts import check_cuts
+
+        try:  # a cut this model has not (a typo, a skip connection) is this cell's answer, not the request's
+            check_cuts(onnx.load(str(workload.artifact("onnx:fp32")), load_external_data=False), list(spec.cuts))
+        except ValueError as exc:
+            return str(exc)
+    return None

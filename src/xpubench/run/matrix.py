@@ -18,6 +18,7 @@ from xpubench.backends.base import Backend
 from xpubench.core.cell import Cell
 from xpubench.core.errors import InvalidSetting
 from xpubench.core.measure import MeasureConfig
+from xpubench.hetero.spec import SplitSpec, is_composite
 from xpubench.run.limits import DEFAULT_REPEATS, MAX_REPEATS
 from xpubench.scenarios import SELF_BATCHING, ScenarioConfig, check_scenarios
 
@@ -55,7 +56,8 @@ class CellSettings:
 class Matrix:
     """What a sweep measures: models x backends (x their options, devices, precisions) x batches x threads.
 
-    A backend is named alone or with options, `litert:xnnpack=off`. `precisions` and `devices`
+    A backend is named alone or with options, `litert:xnnpack=off`, or is a split over parts
+    (`split:data:onnxruntime@0+litert@1`, hetero.spec). `precisions` and `devices`
     may be ("all",): each backend's own list. `devices=None` runs each backend where it runs by
     default (its first device). `every_option` measures every value of a backend's swept options
     (torch eager and compiled) where the name came without options.
@@ -92,6 +94,9 @@ class Matrix:
     def cells(self) -> list[Cell]:
         cells = []
         for model, spec in itertools.product(self.models, self.backends):
+            if is_composite(spec):
+                cells += self._split_cells(model, SplitSpec.parse(spec))
+                continue
             name, given = parse_backend(spec)
             try:
                 cls = get_backend(name)
@@ -118,12 +123,19 @@ class Matrix:
         known = backend_names(include_hidden=True)
         chosen: dict[str, type[Backend]] = {}
         for spec in self.backends:
+            if is_composite(spec):  # its parts carry their own devices and precisions
+                for part in SplitSpec.parse(spec).parts:
+                    if part.backend not in known:
+                        raise ValueError(f"unknown backend {part.backend!r} in {spec!r}: choose from "
+                                         f"{', '.join(backend_names())}")
+                    get_backend(part.backend).resolve_options(dict(part.options))
+                continue
             name, options = parse_backend(spec)
             if name not in known:
                 raise ValueError(f"unknown backend {name!r}: choose from {', '.join(backend_names())} or all")
             chosen[name] = get_backend(name)
             chosen[name].resolve_options(options)
-        if self.precisions == ("all",):
+        if self.precisions == ("all",) or not chosen:
             return
         every = {name: get_backend(name) for name in known}
         for precision in self.precisions:
@@ -148,6 +160,15 @@ class Matrix:
         from xpubench.hardware import catalogue, host
 
         return self.tdp_w if self.tdp_w is not None else catalogue.cpu_tdp_w(host.cpu_model())
+
+    def _split_cells(self, model: str, spec: SplitSpec) -> list[Cell]:
+        """A split's cells: one per batch size, scenario and timing (its parts name their devices, precisions and
+        CPUs, so --device, --precision and --threads leave it alone)."""
+        cells = []
+        for scenario, timing in itertools.product(self.scenarios, self.timings):
+            for batch in (1,) if scenario in SELF_BATCHING else self.batch_sizes:
+                cells.append(spec.cell(model, batch, scenario, timing))
+        return cells
 
     def _devices(self, cls: type[Backend] | None) -> tuple[str, ...]:
         if cls is None:

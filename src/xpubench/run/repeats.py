@@ -37,13 +37,18 @@ def combine(
     latency.update(median=found.center, ci95_low=found.low, ci95_high=found.high)
     per_sample_ms = metrics.time_per_inference_ms(found.center, batch)
     verdict = stability(samples, None, None, found.halfwidth)
+    split = first.get("split")
+    if split and split.get("stream"):  # a pipeline's rate is streamed (batches in flight at once), not 1 / call time
+        throughput = float(np.mean([record["throughput_sps"] for record, _ in repeats]))
+    else:
+        throughput = metrics.busy_throughput_sps(pooled, batch)
     kept = [w for record, _ in repeats for w in record["warnings"]
             if not w.startswith("window medians drift") and "repeats' medians disagree" not in w]
     record = {
         **first,
         "latency_ms": latency,
         "per_sample_ms": per_sample_ms,
-        "throughput_sps": metrics.busy_throughput_sps(pooled, batch),
+        "throughput_sps": throughput,
         "runs": int(pooled.size),
         "duration_s": sum(r["duration_s"] or 0.0 for r, _ in repeats),
         "stable": verdict.stable,
@@ -58,11 +63,21 @@ def combine(
             "earlier_runs": len(earlier_medians),
         },
         "energy": _energy(repeats, tdp_w, per_sample_ms),
+        "split": _split_at(split, throughput),
     }
     joules = record["energy"].get("joules_per_inference")
     record["price"] = catalogue.price_for_cell(first["device"], per_sample_ms, joules) if first.get("price") else None
     record["roofline"] = _rescaled(first.get("roofline"), first.get("per_sample_ms"), per_sample_ms)
     return record, pooled
+
+
+def _split_at(split: dict[str, Any] | None, throughput: float) -> dict[str, Any] | None:
+    """A split's figures (the first repeat's) with its speed-up and efficiency at the combined throughput."""
+    if not split or split.get("mode") != "data":
+        return split
+    best, total = split.get("best_alone_sps"), split.get("sum_alone_sps")
+    return {**split, "speedup": throughput / best if best else None,
+            "efficiency": throughput / total if total else None}
 
 
 def _energy(repeats: Sequence[Repeat], tdp_w: float | None, per_sample_ms: float) -> dict[str, Any]:

@@ -22,7 +22,7 @@ from xpubench.run.launcher import RESULT, UNAVAILABLE, USAGE, Launcher, Pending,
 from xpubench.run.limits import DEFAULT_CELL_TIMEOUT_S, MAX_REPEATS, PREPARE_AT_ONCE, PREPARE_TIMEOUT_S
 from xpubench.run.matrix import CellSettings, Matrix
 from xpubench.run.repeats import Repeat, combine, interval
-from xpubench.run.resources import resources_for
+from xpubench.run.resources import resources_for_cell
 from xpubench.run.tasks import CellTask, ModelSource, Prepared, PrepareTask, TrainTask, source_format_of
 
 if TYPE_CHECKING:
@@ -160,7 +160,7 @@ class Sweep:
         say = self.say
         if self.cells.remote:  # several cells at once, each far away: say which one speaks
             say = lambda message: self.say(f"{cell.key}: {message}")  # noqa: E731
-        return self.cells.submit(task, self.timeout_s, say, resources_for(cell.device))
+        return self.cells.submit(task, self.timeout_s, say, resources_for_cell(cell))
 
     def _row(self, cell: Cell, outcome: TaskOutcome) -> tuple[CellResult, WorkerInfo | None]:
         if outcome.kind == USAGE:

@@ -134,10 +134,22 @@ def convert_ahead(workload: Workload, cells: list[Cell], say: Say) -> None:
     convert. A converter that fails or crashes here costs nothing: its cell converts for itself and says why."""
     from xpubench.backends import get_backend
     from xpubench.convert.graph import split_kind
+    from xpubench.hetero.spec import SplitSpec, is_split
     from xpubench.run.feasibility import artifact_kind
 
     kinds: dict[str, None] = {}
+    loading = []  # a data-parallel split's parts each load the whole model; a pipeline cuts the float32 graph
     for cell in cells:
+        if not is_split(cell):
+            loading.append(cell)
+            continue
+        with contextlib.suppress(Exception):  # a malformed split: its cell says so
+            spec = SplitSpec.of_cell(cell)
+            if spec.mode == "data":
+                loading += spec.part_cells(cell)
+            else:
+                kinds["onnx:fp32"] = None
+    for cell in loading:
         with contextlib.suppress(Exception):  # an unknown backend: its cell says so
             kind, _ = artifact_kind(get_backend(cell.backend), cell, workload)
             if kind is not None:
@@ -169,11 +181,19 @@ class CellTask:
         return (self.cell.backend, self.cell.threads, self.cell.device)
 
     def execute(self, say: Say) -> CellResult:
+        from xpubench.hetero.spec import SplitSpec, is_split
+
+        composite = is_split(self.cell)
+        # Process-wide settings first, before a conversion can start the runtime with its defaults.
+        for cell in SplitSpec.of_cell(self.cell).part_cells(self.cell) if composite else [self.cell]:
+            claim_process(cell.backend, cell.threads)
+        workload = load_workload(self.prepared, say)
+        if composite:
+            from xpubench.hetero.cell import measure_split
+
+            return measure_split(self.cell, workload, self.settings, scored=self.repeat == 0)
         from xpubench.run.cell_runner import measure_cell
 
-        # Process-wide settings first, before a conversion can start the runtime with its defaults.
-        claim_process(self.cell.backend, self.cell.threads)
-        workload = load_workload(self.prepared, say)
         return measure_cell(self.cell, workload, self.settings, scored=self.repeat == 0)
 
 
