@@ -5,7 +5,8 @@ and at an equal p99 bound.
 Usage: python benchmarks/serve_vs_peers.py [--peers xpubench,pytriton,mlserver] [--concurrency 1,4,16,32]
        [--duration 4] [--p99-ms 50] [--cache DIR]
 Each peer is installed on demand into a virtual environment of its own under the cache folder (`python -m venv`,
-pip install there; minutes the first time) and is never a dependency of xpubench or its tests. The model: a dense
+pip install there; minutes the first time; a folder with its `.installed` marker is reused) and is never a
+dependency of xpubench or its tests. The model: a dense
 network 256 -> 2048 -> 2048 -> 10 (ReLU), written here. Every server runs one instance on one thread, max batch 32,
 queue delay 2 ms: the best batching settings measured for this model on 2 cores (batches of 1 are 3-4x slower
 per sample).
@@ -153,9 +154,13 @@ def serve(peer: str, model: Path, work: Path, cache: Path):
     (folder / "onnx_dense.py").write_text(MLSERVER_RUNTIME)
     (folder / "settings.json").write_text(json.dumps({"http_port": http, "grpc_port": grpc, "metrics_port":
                                                       free_port(), "parallel_workers": 0}))
+    # The tensors' metadata: a client of the protocol (our load generator, perf_analyzer) reads the inputs it must
+    # send from `GET /v2/models/dense`, and MLServer states there only what model-settings.json declares.
     (folder / "dense" / "model-settings.json").write_text(json.dumps({
         "name": "dense", "implementation": "onnx_dense.OnnxDense", "max_batch_size": MAX_BATCH,
-        "max_batch_time": DELAY_US / 1e6, "parameters": {"uri": str(model)}}))
+        "max_batch_time": DELAY_US / 1e6, "parameters": {"uri": str(model)},
+        "inputs": [{"name": "x", "datatype": "FP32", "shape": [-1, 256]}],
+        "outputs": [{"name": "scores", "datatype": "FP32", "shape": [-1, 10]}]}))
     command = [str(python.parent / "mlserver"), "start", "."]
     return started(command, http, cwd=folder, env={**os.environ, "PYTHONPATH": str(folder)}), grpc
 

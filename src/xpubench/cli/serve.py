@@ -47,9 +47,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 def execute(args: argparse.Namespace) -> int:
     require_serve_extra("xpubench serve")
     from xpubench.run.matrix import parse_backend
-    from xpubench.serve.model import ServeSpec, load
+    from xpubench.serve.model import ServeSpec
     from xpubench.serve.policy import BatchingPolicy
-    from xpubench.serve.server import ModelServer, serve
+    from xpubench.serve.task import ServeTask
 
     for flag in ("threads", "instances"):
         if getattr(args, flag) < 1:
@@ -71,11 +71,8 @@ def execute(args: argparse.Namespace) -> int:
     def say(line: str) -> None:
         print(f"xpubench serve: {line}", file=sys.stderr, flush=True)
 
-    model = load(spec, say=say)
     try:
-        return serve(ModelServer([model]), args.host, args.http_port, args.grpc_port, say)
+        return ServeTask(spec, args.http_port, args.grpc_port, args.host).execute(say)
     except OSError as exc:
         raise UsageError(f"{exc}: is another server on that port? choose others with --http-port/--grpc-port") \
             from None
-    finally:
-        model.close(timeout_s=0)

@@ -1,0 +1,182 @@
+"""`xpubench study sonic`: inference as a service (SONIC) on this machine: in-process against served, with and
+without dynamic batching, the fitted service model and its error at held-out levels."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import shlex
+import socket
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from xpubench.cli.options import add_results_option, require_serve_extra
+from xpubench.errors import UsageError
+from xpubench.run.exits import epilog
+from xpubench.run.limits import DEFAULT_CELL_TIMEOUT_S
+
+if TYPE_CHECKING:
+    from xpubench.loadgen.transport import Endpoint
+    from xpubench.run.launcher import Launcher, Running
+    from xpubench.store import ResultStore
+    from xpubench.studies.sonic import Plan
+
+Say = Callable[[str], None]
+READY_TIMEOUT_S = 300.0  # a server resolves (and on first use trains and converts) its model before it listens
+STOP_TIMEOUT_S = 30.0  # a stopped server answers what it accepted; killed after this
+
+
+def add_parser(studies: argparse._SubParsersAction) -> None:
+    p = studies.add_parser(
+        "sonic",
+        help="inference as a service (SONIC): in-process against served, dynamic batching, the t_SONIC model",
+        description="The as-a-service study on this machine: each model measured in-process (t_CPU at batch 1 and "
+        "a batch sweep, stored like `xpubench run`), then served by `xpubench serve` on 127.0.0.1 with dynamic "
+        "batching and with --max-batch 1, loaded by `xpubench load`'s closed loop at a few concurrencies (each "
+        "level a stored `load` cell), the service model fitted on some levels and checked on the others. Prints "
+        "the study's tables with SONIC's figures beside ours. Default: facile and toptag-resnet, six levels of "
+        "4 s per server (about ten minutes on 2 cores); --quick: FACILE at its tiny size (about a minute).",
+        epilog=epilog(),
+    )
+    p.add_argument("--quick", action="store_true", help="FACILE at its tiny size, three short levels (a smoke test)")
+    p.add_argument("--model", default=None, metavar="M,...",
+                   help="zoo models to study (default: facile,toptag-resnet; --quick: facile)")
+    p.add_argument("--cell-timeout", type=float, default=DEFAULT_CELL_TIMEOUT_S, metavar="S",
+                   help=f"stop an in-process cell's worker after S seconds (default: {DEFAULT_CELL_TIMEOUT_S:g})")
+    p.add_argument("--json", type=Path, default=None, metavar="FILE",
+                   help="also write the runs, the records and the fitted models to FILE")
+    add_results_option(p)
+    p.set_defaults(execute=execute)
+
+
+def execute(args: argparse.Namespace) -> int:
+    require_serve_extra("xpubench study sonic")
+    from xpubench.models.zoo import lookup
+    from xpubench.studies.sonic import plan
+
+    models = [m.strip() for m in (args.model or "").split(",") if m.strip()]
+    unknown = [m for m in models if lookup(m) is None]
+    if unknown:
+        raise UsageError(f"not a zoo model: {', '.join(unknown)} (xpubench zoo lists them)")
+    return _measure(plan("quick" if args.quick else "default", models or None), args)
+
+
+def _measure(study: Plan, args: argparse.Namespace) -> int:
+    from xpubench.report.progress import ProgressBar
+    from xpubench.run.launcher import ProcessLauncher
+    from xpubench.run.session import Session
+    from xpubench.run.sweep import SweepEvents
+    from xpubench.studies.sonic import POLICIES, measured, render, summary
+
+    progress = ProgressBar(sys.stderr)
+    started = time.monotonic()
+    command = shlex.join(["xpubench", *sys.argv[1:]]) if sys.argv[1:2] == ["study"] else "xpubench study sonic"
+    extra = {"study": "sonic", "mode": study.mode, "models": list(study.models)}
+    with Session.start(args.results, [study.matrix], command, cell_timeout_s=args.cell_timeout, say=progress.say,
+                       extra=extra) as running:
+        progress.say(f"study sonic ({study.mode}): in-process run {running.run_id}, {running.cell_count} cells, "
+                     f"results in {running.store.path}")
+        ending = running.measure(SweepEvents(progress.say, progress.cell_started, progress.cell_done))
+        if ending.status == "interrupted":
+            progress.say(f"\ninterrupted: the in-process cells measured so far are stored in run {ending.run_id}")
+            return ending.exit_code
+        in_process = running.store.cells(ending.run_id)
+        loads: dict[str, list[dict[str, Any]]] = {}
+        load_runs: dict[str, str] = {}
+        with ProcessLauncher(warm=0) as launcher:
+            for policy, max_batch in POLICIES:
+                run_id, records = _load_run(study, policy, max_batch, running.store, launcher, command,
+                                            ending.run_id, progress.say)
+                load_runs[policy], loads[policy] = run_id, records
+    studies = measured(in_process, loads, study.models)
+    print(render(studies))
+    runs = " ".join([ending.run_id, *load_runs.values()])
+    print(f"\nruns {runs} ({time.monotonic() - started:.0f} s) in {args.results}: the in-process run, then the load "
+          f"with dynamic batching and with max batch 1; xpubench show / report read them, `xpubench compare "
+          f"{load_runs['none']} {load_runs['dynamic']}` sets the two servers side by side")
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps({"in_process_run": ending.run_id, "load_runs": load_runs,
+                                         "in_process": in_process, "load": loads, "models": summary(studies)},
+                                        indent=2, default=str))
+    codes = [ending.exit_code] + [0 if all(r["status"] == "ok" for r in rs) else 1 for rs in loads.values()]
+    return max(codes)
+
+
+def _load_run(study: Plan, policy: str, max_batch: int, store: ResultStore, launcher: Launcher, command: str,
+              in_process_run: str, say: Say) -> tuple[str, list[dict[str, Any]]]:
+    """One stored run of `xpubench load`'s closed loop against one served model per policy, model after model."""
+    from xpubench.hardware.host import load_average
+    from xpubench.loadgen.runner import LoadRequest, levels_from, probe, run_levels
+    from xpubench.run.environment import collect
+    from xpubench.studies.sonic import BACKEND, PRECISION
+
+    request_info = {"sonic": {"in_process_run": in_process_run, "policy": policy, "max_batch": max_batch,
+                              "mode": study.mode}}
+    run_id = store.start_run(collect([1]), command=f"{command}  # load, {policy} batching", request=request_info)
+    status = "interrupted"
+    try:
+        for model in study.models:
+            name = model.partition(":")[0]
+            with served(model, name, max_batch, launcher, say) as endpoint:
+                request = LoadRequest(endpoint, name, levels_from(study.concurrency, None, "poisson"),
+                                      study.duration_s, warmup_s=study.warmup_s, drain_s=2.0)
+                say(f"{name} served ({BACKEND} {PRECISION}, max batch {max_batch}) at {endpoint.url()}")
+                run_levels(request, launcher, store, run_id, say, probe(request))
+        status = "finished"
+    finally:
+        store.finish_run(run_id, status, load_average())
+    return run_id, store.cells(run_id)
+
+
+@contextlib.contextmanager
+def served(model: str, name: str, max_batch: int, launcher: Launcher, say: Say) -> Iterator[Endpoint]:
+    """`xpubench serve MODEL --max-batch N` on free loopback ports, in a launcher's worker, until the block ends
+    (an error and Ctrl-C included): asked to stop (SIGINT: it answers what it accepted), killed if it lingers."""
+    from xpubench.loadgen.transport import Endpoint
+    from xpubench.serve.model import ServeSpec
+    from xpubench.serve.policy import BatchingPolicy
+    from xpubench.serve.task import DEFAULT_HOST, ServeTask
+    from xpubench.studies.sonic import BACKEND, PRECISION
+
+    http_port, grpc_port = _free_port(), _free_port()
+    spec = ServeSpec(model, BACKEND, {}, PRECISION, None, 1, 1, BatchingPolicy(max_batch), {}, name)
+    running = launcher.start(ServeTask(spec, http_port, grpc_port, DEFAULT_HOST),
+                             lambda line: say(f"xpubench serve: {line}"))
+    try:
+        _wait_ready(Endpoint("http", f"{DEFAULT_HOST}:{http_port}"), name, running)
+        yield Endpoint("grpc", f"{DEFAULT_HOST}:{grpc_port}")
+    finally:
+        if running.stop(STOP_TIMEOUT_S) is None:
+            launcher.interrupt()
+            running.wait(10)
+
+
+def _wait_ready(endpoint: Endpoint, name: str, running: Running) -> None:
+    """Until the server says its model is ready; a one-line error when its worker ended first or it never does."""
+    from xpubench.loadgen.transport import connect
+
+    client = connect(endpoint)
+    try:
+        deadline = time.monotonic() + READY_TIMEOUT_S
+        while time.monotonic() < deadline:
+            ended = running.wait(0)
+            if ended is not None:
+                raise UsageError(f"the server of {name} stopped before it was ready: {ended.value}")
+            with contextlib.suppress(Exception):  # not listening yet
+                if client.ready(name):
+                    return
+            time.sleep(0.2)
+    finally:
+        client.close()
+    raise UsageError(f"the server of {name} was not ready within {READY_TIMEOUT_S:g} s")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
