@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import argparse
 
-from xpubench.cli import study_seeds
+from xpubench.cli import study_hetero, study_seeds
 
-STUDIES = (study_seeds,)
+STUDIES = (study_seeds, study_hetero)
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
