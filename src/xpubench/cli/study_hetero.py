@@ -76,7 +76,7 @@ def _default_devices() -> str:
     from xpubench.hetero.parts import parse_parts
     from xpubench.studies.hetero import CPU_PARTS, GPU_PARTS
 
-    if not any(p.unavailable() for p in parse_parts(GPU_PARTS)) and host.logical_cpus() >= 1:
+    if not any(p.unavailable() for p in parse_parts(GPU_PARTS)):
         return GPU_PARTS
     return CPU_PARTS if host.logical_cpus() >= 2 else CPU_PARTS.replace("@0", "").replace("@1", "")
 
