@@ -149,9 +149,7 @@ def _run(args: argparse.Namespace, request) -> int:  # request: SplitRequest
             threads = sorted({m.result.cell.threads for m in answer.measured})
             run_id = store.start_run(collect(threads), command=command,
                                      request={"split": _request_json(request)})
-            for item in answer.measured:
-                store.add_cell(run_id, item.result, {**(outcome.info.record() if outcome.info else
-                                                        {"affinity": None, "worker": None}), "split": item.split})
+            store_split(store, run_id, outcome)
             from xpubench.hardware.host import load_average
 
             store.finish_run(run_id, "finished", load_average())
@@ -166,6 +164,13 @@ def _run(args: argparse.Namespace, request) -> int:  # request: SplitRequest
         if record["status"] != "ok":
             print(f"xpubench split: {record['device']}: {record['status']}: {record['reason']}", file=sys.stderr)
     return exit_code(r["status"] for r in records)
+
+
+def store_split(store, run_id: str, outcome) -> None:  # store: ResultStore, outcome: a SplitTask's TaskOutcome
+    """Each measured split of the task's answer as a cell of the run, with its worker and its `split` record."""
+    worker = outcome.info.record() if outcome.info else {"affinity": None, "worker": None}
+    for item in outcome.value.measured:
+        store.add_cell(run_id, item.result, {**worker, "split": item.split})
 
 
 def _request_json(request) -> dict:

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import argparse
 
-from xpubench.cli import study_seeds, study_sonic
+from xpubench.cli import study_hetero, study_seeds, study_sonic
 
-STUDIES = (study_seeds, study_sonic)
+STUDIES = (study_seeds, study_sonic, study_hetero)
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
