@@ -101,10 +101,10 @@ def _measure(args: argparse.Namespace, study) -> int:  # study: studies.hetero.P
     with Session.start(args.results, study.matrices, command, cell_timeout_s=args.cell_timeout, say=progress.say,
                        extra=extra) as running:
         progress.say(f"study hetero ({study.mode}) over {extra['devices']}: run {running.run_id}, "
-                     f"{running.cell_count} single cells and {len(study.splits())} splits, results in "
+                     f"{running.cell_count} cells and {len(study.splits())} planned split, results in "
                      f"{running.store.path}")
-        # The splits first, stored in the session's run; then the session measures the single cells and
-        # finishes the run, its exit code from every stored cell, splits included.
+        # The planner's split first, stored in the session's run; then the session measures the matrix cells
+        # (each part alone, the data-parallel splits) and finishes the run, its exit code from every cell.
         try:
             _measure_splits(running, study, progress.say)
         except KeyboardInterrupt:

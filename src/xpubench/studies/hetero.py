@@ -8,6 +8,7 @@ from typing import Any
 
 from xpubench.core.measure import MeasureConfig
 from xpubench.hetero.parts import Part, parse_parts
+from xpubench.hetero.spec import SplitSpec
 from xpubench.report.table import num
 from xpubench.run.matrix import Matrix
 from xpubench.studies.seeds import NOT_RUN, QUICK_MEASURE, STUDY_MEASURE, Table
@@ -58,17 +59,21 @@ class Plan:
 
     @property
     def matrices(self) -> tuple[Matrix, ...]:
-        """One matrix per part: its backend on its device and precision, one thread per pinned CPU."""
+        """One matrix per part: its backend on its device and precision, one thread per pinned CPU; then the
+        data-parallel split of the small dense network and of the CNN over the parts, as `run --backend
+        split:data:...` measures it."""
         models = tuple(dict.fromkeys((self.dense, self.cnn, self.shard)))
-        return tuple(Matrix(models=models, backends=(backend_of(p),), batch_sizes=self.batches,
-                            threads=(max(1, len(p.cpus)),), precisions=(p.precision,), devices=(p.device,),
-                            measure=self.measure, tdp_w=self.tdp_w) for p in self.parts)
+        singles = tuple(Matrix(models=models, backends=(backend_of(p),), batch_sizes=self.batches,
+                               threads=(max(1, len(p.cpus)),), precisions=(p.precision,), devices=(p.device,),
+                               measure=self.measure, tdp_w=self.tdp_w) for p in self.parts)
+        split = SplitSpec("data", self.parts).text
+        data = Matrix(models=tuple(dict.fromkeys((self.dense, self.cnn))), backends=(split,),
+                      batch_sizes=(self.data_batch,), measure=self.measure, tdp_w=self.tdp_w)
+        return (*singles, data)
 
     def splits(self) -> list[tuple[str, str, str, int]]:
-        """(label, model, mode, batch) of each split, in the order measured."""
-        return [("data-parallel, small dense network", self.dense, "data", self.data_batch),
-                (f"data-parallel, AlexNet-like CNN ({self.cnn})", self.cnn, "data", self.data_batch),
-                (f"layer sharding of a CNN ({self.shard}), the planner's 2 stages", self.shard, "pipeline",
+        """(label, model, mode, batch) of each split the planner chooses as it runs (no matrix cell)."""
+        return [(f"layer sharding of a CNN ({self.shard}), the planner's 2 stages", self.shard, "pipeline",
                  self.shard_batch)]
 
 
