@@ -95,6 +95,22 @@ def test_data_parallel_split_equals_the_unsplit_model(conv):
     assert all(max(i["end_ms"] for i in c) <= min(i["start_ms"] for i in d) for c, d in itertools.pairwise(calls))
 
 
+@pytest.mark.skipif(len(CPUS) < 2, reason="one CPU: every part runs on it")
+def test_a_part_stays_on_its_cpus_while_it_runs(conv):
+    import os
+
+    from xpubench.hetero.executors import ThreadPart, run_once
+
+    x = [conv.fidelity_inputs()[0][:8]]
+    for backend in ("onnxruntime", "openvino", "litert"):
+        runner = ThreadPart(Part(backend, cpus=LAST), conv)
+        try:
+            runner.call(run_once, runner.backend, x)
+            assert runner.call(os.sched_getaffinity, 0) == set(LAST), backend
+        finally:
+            runner.close()
+
+
 @pytest.mark.parametrize("backends", [("onnxruntime", "openvino"), ("onnxruntime", "openvino", "onnxruntime")])
 def test_pipeline_stages_chain_to_the_whole_model(conv, backends):
     import onnx
