@@ -246,3 +246,25 @@ def test_speedup_attribution_names_each_loss():
     assert line.startswith("speed-up 1.25x over the stages back to back: parallel work 2.00x")
     assert "imbalance 31 %" in line
     assert attribution_line({"split": None}) is None
+
+
+def test_planner_predicts_stages_as_profiled_with_hops_and_slowdown():
+    from xpubench.hetero.cuts import Cut
+    from xpubench.hetero.planner import Profile
+
+    a, b, c = Part("onnxruntime", cpus=(0,)), Part("openvino", cpus=(1,)), Part("litert", cpus=(2,))
+    cuts = (Cut("t1", 0, ("t1",)), Cut("t2", 1, ("t2",)))
+    found = Profile(cuts, segment_ms=((4.0, 4.0, 4.0), (4.0, 4.0, 4.0), (4.0, 4.0, 4.0)), transfer_ms=(0.5, 0.25),
+                    refused=(), batch=100, first_ms=((3.0, 9.0, 9.0), (6.0, 9.0, 9.0)),
+                    last_ms=((7.0, 5.0, 9.0), (9.0, 2.0, 9.0)), whole_ms=(10.0, 10.0, 6.0), slowdown=(1.5, 1.2, 1.0),
+                    hop_ms=0.01)
+    # Two stages: the profiled first and last stage graphs, not their segments' sums (12 ms on every part).
+    plan = found.predict(["t1"], [a, b], [a, b, c])
+    assert plan.stage_ms == (3.0, 5.0) and plan.latency_ms == pytest.approx(3.0 + 5.0 + 0.5 + 3 * 0.01)
+    # Streaming, the first stage works beside the slower second all its time (3 ms x a's 1.5 = 4.5 ms); the
+    # second (5 + 0.5 ms) is slowed by b's 1.2 for 4.5 ms of its period x: x = 5.5 (1 + 0.2 x 4.5 / x).
+    slowest = (5.5 + (5.5**2 + 4 * 5.5 * 0.9) ** 0.5) / 2
+    assert plan.throughput_sps == pytest.approx(100 / (slowest / 1e3), rel=1e-3)
+    # The whole model on one part is its own profile; a middle stage its segments scaled by whole / sum (6 / 12).
+    assert found.predict([], [a], [a, b, c]).stage_ms == (10.0,)
+    assert found.predict(["t1", "t2"], [b, c, a], [a, b, c]).stage_ms == (9.0, 2.0, 9.0)

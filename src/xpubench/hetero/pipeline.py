@@ -42,7 +42,7 @@ def stage_artifact(part: Part, stage: Stage, folder: Path, workload: Workload) -
 class _Ticket:
     """One batch on its way through the stages."""
 
-    __slots__ = ("host", "done", "outputs", "error", "started", "spans")
+    __slots__ = ("host", "done", "outputs", "error", "started", "finished", "spans")
 
     def __init__(self, host: dict[str, np.ndarray]) -> None:
         self.host = host
@@ -50,6 +50,7 @@ class _Ticket:
         self.outputs: list[np.ndarray] | None = None
         self.error: BaseException | None = None
         self.started = time.perf_counter_ns()
+        self.finished = 0
         self.spans: list[tuple[str, str, int, int]] = []  # (row, kind, start ns, end ns) of its stages and transfers
 
 
@@ -107,6 +108,13 @@ class Pipeline(Composite):
         self.streamed = tickets
         return wall
 
+    def steady(self) -> tuple[float, float]:
+        """The last stream's (s until its first batch was out, s per batch from then to the last): the second
+        is the full pipeline's pace, its fill and drain left out."""
+        done = sorted(t.finished for t in self.streamed)
+        first = (done[0] - self.streamed[0].started) / 1e9
+        return first, (done[-1] - done[0]) / 1e9 / max(len(done) - 1, 1)
+
     def rows(self) -> list[str]:
         """The timeline's rows: each stage, and each transfer after the stage it follows."""
         rows = []
@@ -153,6 +161,7 @@ class Pipeline(Composite):
             ticket.spans.append((f"stage {index} {self.parts[index].spec}", "work", t0, t1))
             if index == len(self.stages) - 1:
                 ticket.outputs = outputs
+                ticket.finished = time.perf_counter_ns()
                 ticket.done.set()
                 return
             self._runners[index + 1]._pool.submit(self._step, index + 1, ticket, dict(zip(stage.outputs, outputs,
