@@ -267,8 +267,10 @@ def _time_segment(backend: Any, feeds: list[np.ndarray], seconds: float = PROFIL
 
 
 def _time_copies(carried: list[list[np.ndarray]], parts: Sequence[Part]) -> list[float]:
-    """Each cut's copy as the pipeline makes it: the tensors just written on one part's CPUs, copied by the next
-    part's pinned thread (a copy of data still warm in the copying core's cache ran ~2-3x faster), median, ms."""
+    """Each cut's copy as the pipeline makes it: by the next part's pinned thread, after the stages' work has
+    pushed the tensors and the copy's memory out of the caches (the pipeline's copies ran 2-3x slower than
+    repeated copies of warm data in one thread, as did copies after a sweep through twice the last-level
+    cache), median, ms."""
     from concurrent.futures import ThreadPoolExecutor
 
     from xpubench.hetero.executors import pin_here
@@ -276,9 +278,12 @@ def _time_copies(carried: list[list[np.ndarray]], parts: Sequence[Part]) -> list
     producer, consumer = (ThreadPoolExecutor(1, initializer=pin_here, initargs=(p.cpus,))
                           for p in (parts[0], parts[-1]))
 
+    sweep = np.zeros(2 * _last_level_cache_bytes() // 8)
+
     def write(arrays: list[np.ndarray]) -> None:
         for a in arrays:
-            a += 0  # the producer's core now holds them, as after its stage wrote them
+            a += 0  # written on the producer's CPUs, as its stage writes them
+        sweep[:] += 1  # the caches filled with other work, as a stage's work between two copies fills them
 
     def copy(arrays: list[np.ndarray]) -> int:
         t0 = time.perf_counter_ns()
@@ -291,7 +296,7 @@ def _time_copies(carried: list[list[np.ndarray]], parts: Sequence[Part]) -> list
         for arrays in carried:
             arrays = [np.array(a, copy=True) for a in arrays]  # writable: model inputs may be read-only views
             samples = []
-            for _ in range(21):
+            for _ in range(11):
                 producer.submit(write, arrays).result()
                 samples.append(consumer.submit(copy, arrays).result())
             found.append(float(np.median(samples)) / 1e6)
@@ -299,6 +304,18 @@ def _time_copies(carried: list[list[np.ndarray]], parts: Sequence[Part]) -> list
     finally:
         producer.shutdown()
         consumer.shutdown()
+
+
+def _last_level_cache_bytes() -> int:
+    """The largest CPU cache's size (Linux sysfs), or 32 MiB where it cannot be read."""
+    sizes = []
+    for path in Path("/sys/devices/system/cpu/cpu0/cache").glob("index*/size"):
+        text = path.read_text().strip().upper()
+        scale = {"K": 2**10, "M": 2**20, "G": 2**30}.get(text[-1:], 1)
+        digits = text.rstrip("KMG")
+        if digits.isdigit():
+            sizes.append(int(digits) * scale)
+    return max(sizes, default=32 * 2**20)
 
 
 def plans(found: Profile, parts: Sequence[Part]) -> list[Plan]:
