@@ -11,6 +11,9 @@ every part; only a middle stage of three or more is its segments' sum, scaled by
 segments' sum. Throughput (a stream of batches, every stage busy at once): batch / the slowest stage with its
 incoming transfer, each stage slowed by its part's slowdown when every part works at once (a probe: the whole
 model on all parts together against alone), in proportion to the time the other stages work beside it.
+One batch at a time, a stage starts after its thread waited while the others worked, its caches filled by their
+work: latency uses each stage's time "cold" (after a sweep through the cache and a short idle), a stream's
+stages run back to back, warm.
 """
 
 from __future__ import annotations
@@ -38,6 +41,8 @@ MAX_CANDIDATES = 12  # cuts profiled at most, spread evenly over the graph
 PROFILE_S = 0.1  # per segment and part
 PROFILE_CALLS = 5  # at least
 WARM_CALLS = 3  # before timing: a runtime's first calls at a new size allocate (arena growth, kernel choice)
+COLD_CALLS = 5  # timed after a sweep through the caches and an idle wait, as a stage starts one batch at a time
+COLD_IDLE_S = 0.005
 PROBE_S = 0.3  # the whole model on each part, alone and then on all parts at once
 
 
@@ -75,21 +80,24 @@ class Profile:
     first_ms: tuple[tuple[float, ...], ...] = ()  # [candidate cut][part]: the model's inputs to the cut
     last_ms: tuple[tuple[float, ...], ...] = ()  # [candidate cut][part]: the cut to the model's outputs
     whole_ms: tuple[float, ...] = ()  # [part]
+    cold: tuple[tuple[tuple[float, ...], ...], tuple[tuple[float, ...], ...], tuple[float, ...]] | None = None
+    # ^ the same three (first, last, whole) timed cold; None: as warm
     slowdown: tuple[float, ...] = ()  # [part]: its time with every part working / alone (1: none)
     hop_ms: float = 0.0  # one hand-over between pinned threads
 
-    def stage_time(self, lo: int, hi: int, column: int) -> float:
-        """The stage of segments lo..hi-1 on part `column`, alone, ms."""
+    def stage_time(self, lo: int, hi: int, column: int, cold: bool = False) -> float:
+        """The stage of segments lo..hi-1 on part `column`, alone (warm, or `cold`), ms."""
+        first, last_ms, whole_ms = self.cold if cold and self.cold else (self.first_ms, self.last_ms, self.whole_ms)
         last = len(self.segment_ms)
-        if lo == 0 and hi == last and self.whole_ms:
-            return self.whole_ms[column]
-        if lo == 0 and self.first_ms:
-            return self.first_ms[hi - 1][column]
-        if hi == last and self.last_ms:
-            return self.last_ms[lo - 1][column]
+        if lo == 0 and hi == last and whole_ms:
+            return whole_ms[column]
+        if lo == 0 and first:
+            return first[hi - 1][column]
+        if hi == last and last_ms:
+            return last_ms[lo - 1][column]
         joined = sum(self.segment_ms[s][column] for s in range(lo, hi))
         apart = sum(row[column] for row in self.segment_ms)
-        whole = self.whole_ms[column] if self.whole_ms else apart
+        whole = whole_ms[column] if whole_ms else apart
         return joined * (whole / apart if apart > 0 and math.isfinite(whole) and math.isfinite(apart) else 1.0)
 
     def streamed(self, stage_ms: Sequence[float], transfer_ms: Sequence[float], columns: Sequence[int]) -> list[float]:
@@ -113,11 +121,12 @@ class Profile:
         positions = sorted(index[c] for c in cuts)
         bounds = [0, *(p + 1 for p in positions), len(self.segment_ms)]
         columns = [list(all_parts).index(part) for part in parts]
-        stage_ms = [self.stage_time(lo, hi, c) for (lo, hi), c in zip(itertools.pairwise(bounds), columns,
-                                                                      strict=True)]
+        ranges = list(itertools.pairwise(bounds))
+        stage_ms = [self.stage_time(lo, hi, c, cold=True) for (lo, hi), c in zip(ranges, columns, strict=True)]
+        warm_ms = [self.stage_time(lo, hi, c) for (lo, hi), c in zip(ranges, columns, strict=True)]
         transfer_ms = [self.transfer_ms[p] for p in positions]
         latency = sum(stage_ms) + sum(transfer_ms) + (len(stage_ms) + 1) * self.hop_ms
-        slowest = max(self.streamed(stage_ms, transfer_ms, columns)) if all(map(math.isfinite, stage_ms)) \
+        slowest = max(self.streamed(warm_ms, transfer_ms, columns)) if all(map(math.isfinite, warm_ms)) \
             else math.inf
         throughput = self.batch / (slowest / 1e3) if slowest > 0 and math.isfinite(slowest) else 0.0
         return Plan(tuple(self.candidates[p].tensor for p in positions), tuple(parts), latency, throughput,
@@ -172,53 +181,74 @@ def profile(workload: Workload, parts: Sequence[Part], batch: int, folder: Path,
         values.update(zip(segment.outputs, produced, strict=True))
         times.append(row)
     transfers = _time_copies([[values[t] for t in cut.carried] for cut in valid], parts)
-    first, last = [], []
+    first, last = [], []  # [cut][part] (warm, cold)
     for cut in valid:
         head, tail = extract_stages(model_path, [cut], folder)
-        first.append(tuple(_time_stage(workload, part, head, folder, values, notes) for part in parts))
-        last.append(tuple(_time_stage(workload, part, tail, folder, values, notes) for part in parts))
-    whole, slowdown = _probe_parts(workload, parts, extract_stages(model_path, [], folder)[0], folder,
-                                   [values[n] for n in names])
+        first.append([_time_stage(workload, part, head, folder, values, notes) for part in parts])
+        last.append([_time_stage(workload, part, tail, folder, values, notes) for part in parts])
+    whole_stage = extract_stages(model_path, [], folder)[0]
+    whole = [_time_stage(workload, part, whole_stage, folder, values, notes) for part in parts]
+    slowdown = _probe_parts(workload, parts, whole_stage, folder, [values[n] for n in names])
+
+    def pick(rows: list, k: int) -> tuple:
+        return tuple(tuple(t[k] for t in row) for row in rows)
+
     return Profile(tuple(valid), tuple(tuple(r) for r in times), tuple(transfers), tuple(notes), batch,
-                   tuple(first), tuple(last), tuple(whole), slowdown, _time_hop(parts))
+                   first_ms=pick(first, 0), last_ms=pick(last, 0), whole_ms=tuple(t[0] for t in whole),
+                   cold=(pick(first, 1), pick(last, 1), tuple(t[1] for t in whole)), slowdown=slowdown,
+                   hop_ms=_time_hop(parts))
 
 
 def _time_stage(workload: Workload, part: Part, stage: Any, folder: Path, values: dict[str, np.ndarray],
-                notes: list[str]) -> float:
-    """The stage's median time on the part, pinned in its own thread as the pipeline runs it, ms (inf: it
-    cannot run there, with the reason in `notes`)."""
+                notes: list[str]) -> tuple[float, float]:
+    """The stage's median time on the part, pinned in its own thread as the pipeline runs it, warm and cold, ms
+    (inf: it cannot run there, with the reason in `notes`)."""
     try:
         runner = ThreadPart(part, workload, stage_artifact(part, stage, folder, workload))
     except Exception as exc:
         notes.append(f"stage {stage.first}-{stage.last} on {part.spec}: {str(exc).splitlines()[0][:160]}")
-        return math.inf
+        return math.inf, math.inf
     try:
-        return float(np.median(runner.call(_time_segment, runner.backend, [values[n] for n in stage.inputs])[1])) / 1e6
+        feeds = [values[n] for n in stage.inputs]
+        warm = float(np.median(runner.call(_time_segment, runner.backend, feeds)[1])) / 1e6
+        return warm, float(np.median(runner.call(_time_cold, runner.backend, feeds))) / 1e6
     finally:
         runner.close()
 
 
+def _time_cold(backend: Any, feeds: list[np.ndarray]) -> list[int]:
+    """Calls each after a sweep through twice the last-level cache and an idle wait: what a stage meets when
+    it starts one batch while the others' work filled the caches and its own thread slept."""
+    sweep = np.zeros(2 * _last_level_cache_bytes() // 8)
+    samples = []
+    for _ in range(COLD_CALLS):
+        sweep[:] += 1
+        time.sleep(COLD_IDLE_S)
+        samples.append(run_once(backend, feeds)[1])
+    return samples
+
+
 def _probe_parts(workload: Workload, parts: Sequence[Part], stage: Any, folder: Path,
-                 feeds: list[np.ndarray]) -> tuple[list[float], tuple[float, ...]]:
-    """The whole model on each part: its median time alone, ms, and how much slower it runs while every other
-    part runs the whole model too (the parts share memory bandwidth, caches, or one physical core's two
-    hyperthreads), as the stages of a stream do."""
+                 feeds: list[np.ndarray]) -> tuple[float, ...]:
+    """How much slower the whole model runs on each part while every other part runs it too, as the stages of
+    a stream do, against alone (the parts share memory bandwidth, caches, or one physical core's two
+    hyperthreads)."""
     runners: list[ThreadPart | None] = []
     for part in parts:
         try:
             runners.append(ThreadPart(part, workload, stage_artifact(part, stage, folder, workload)))
-        except Exception:  # this part cannot run the whole model: the segments' sum stands, unslowed
+        except Exception:  # this part cannot run the whole model: taken as not slowed
             runners.append(None)
     try:
         alone = [float(np.median(r.call(_time_segment, r.backend, feeds, PROBE_S)[1])) / 1e6 if r else math.inf
                  for r in runners]
         running = [r for r in runners if r is not None]
         if len(running) < 2:
-            return alone, tuple(1.0 for _ in parts)
+            return tuple(1.0 for _ in parts)
         futures = [r._pool.submit(_time_segment, r.backend, feeds, PROBE_S) for r in running]
         together = iter([float(np.median(f.result()[1])) / 1e6 for f in futures])
         slowdown = tuple(max(next(together) / a, 1.0) if r else 1.0 for r, a in zip(runners, alone, strict=True))
-        return alone, slowdown
+        return slowdown
     finally:
         for r in runners:
             if r is not None:
