@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import tempfile
+import time
 from pathlib import Path
 
 
@@ -52,7 +53,9 @@ def main() -> None:
 
     parts = (Part("onnxruntime", cpus=a), Part(args.second, cpus=b))
     print(f"\n== planner, {args.model} batch {args.batch}, {parts[0].spec} | {parts[1].spec}")
+    started = time.perf_counter()
     found = planner.profile(workload, parts, args.batch, folder)
+    print(f"profiled {len(found.candidates)} cuts in {time.perf_counter() - started:.1f} s")
     options = planner.plans(found, parts)
     chosen = planner.choose([p for p in options if len(p.parts) > 1], "latency")
     single = planner.best_single(options, "latency")
