@@ -3,17 +3,17 @@ and every transfer, then choose the cuts and the placement that minimise latency
 
 The prediction models what the pipeline measures. Latency (one batch at a time through every stage): the
 stages' times, the transfers, and a thread hand-over per hop (caller -> stage 0 -> ... -> caller, measured by a
-probe through pinned pools as the pipeline's). A stage is profiled as the graph it will run, not as its
-segments added: a segment alone pays for its own call, its own layout changes and its own output copies, which a
-stage joining it to its neighbours does not (measured here: segments' sums 20-40 % over the stage). So every
-first stage (model inputs to a cut), every last stage (a cut to the outputs) and the whole model are profiled on
-every part; only a middle stage of three or more is its segments' sum, scaled by the part's whole model over its
-segments' sum. Throughput (a stream of batches, every stage busy at once): batch / the slowest stage with its
-incoming transfer, each stage slowed by its part's slowdown when every part works at once (a probe: the whole
-model on all parts together against alone), in proportion to the time the other stages work beside it.
-One batch at a time, a stage starts after its thread waited while the others worked, its caches filled by their
-work: latency uses each stage's time "cold" (after a sweep through the cache and a short idle), a stream's
-stages run back to back, warm.
+probe through pinned pools as the pipeline's, each thread woken from an idle wait). A stage is profiled as the
+graph it will run, not as its segments added: a segment alone pays for its own call, its own layout changes and
+its own output copies, which a stage joining it to its neighbours does not (measured here: segments' sums 20-40 %
+over the stage). So every first stage (model inputs to a cut), every last stage (a cut to the outputs) and the
+whole model are profiled on every part; only a middle stage of three or more is its segments' sum, scaled by the
+part's whole model over its segments' sum. Throughput (a stream of batches, every stage busy at once): batch /
+the slowest stage with its incoming transfer, each stage slowed by its part's slowdown when every part works at
+once (a probe: the whole model on all parts together against alone), in proportion to the time the other stages
+work beside it. One batch at a time, a stage starts after its thread waited while the others worked, its
+caches filled by their work: latency uses each stage's time "cold" (after a sweep through the cache and a short
+idle); a stream's stages run back to back, warm.
 """
 
 from __future__ import annotations
@@ -256,8 +256,10 @@ def _probe_parts(workload: Workload, parts: Sequence[Part], stage: Any, folder: 
 
 
 def _time_hop(parts: Sequence[Part]) -> float:
-    """One hand-over between threads as the pipeline makes it: a task submitted to the next part's pinned pool
-    and, at the end, an event that wakes the caller; the median round trip over every part, per hop, ms."""
+    """One hand-over between threads as the pipeline makes it one batch at a time: a task submitted to the next
+    part's pinned pool, whose thread slept while the others worked, and at the end an event that wakes the
+    caller; the median round trip over every part, per hop, ms (after an idle wait a hop measured 2-3x one
+    made back to back)."""
     import threading
     from concurrent.futures import ThreadPoolExecutor
 
@@ -273,13 +275,14 @@ def _time_hop(parts: Sequence[Part]) -> float:
 
     try:
         samples = []
-        for _ in range(200):
+        for _ in range(60):
+            time.sleep(COLD_IDLE_S)
             done = threading.Event()
             t0 = time.perf_counter_ns()
             pools[0].submit(step, 1, done)
             done.wait()
             samples.append(time.perf_counter_ns() - t0)
-        return float(np.median(samples[20:])) / 1e6 / (len(pools) + 1)
+        return float(np.median(samples[10:])) / 1e6 / (len(pools) + 1)
     finally:
         for pool in pools:
             pool.shutdown()
