@@ -2,13 +2,14 @@
 pipeline's stage + transfer times against its measured latency, and the planner's predictions against the
 measurements of its plan and two other cuts.
 
-    PYTHONPATH=src python benchmarks/hetero_split.py [MODEL] [--batch N] [--min-time S]
+    PYTHONPATH=src python benchmarks/hetero_split.py [MODEL] [--batch N] [--min-time S] [--second BACKEND]
 """
 
 from __future__ import annotations
 
 import argparse
 import tempfile
+import time
 from pathlib import Path
 
 
@@ -52,13 +53,18 @@ def main() -> None:
 
     parts = (Part("onnxruntime", cpus=a), Part(args.second, cpus=b))
     print(f"\n== planner, {args.model} batch {args.batch}, {parts[0].spec} | {parts[1].spec}")
+    started = time.perf_counter()
     found = planner.profile(workload, parts, args.batch, folder)
+    print(f"profiled {len(found.candidates)} cuts in {time.perf_counter() - started:.1f} s")
     options = planner.plans(found, parts)
     chosen = planner.choose([p for p in options if len(p.parts) > 1], "latency")
     single = planner.best_single(options, "latency")
     two_stage = [p for p in options if len(p.parts) == 2 and p.parts == parts and p != chosen]
     others = [two_stage[len(two_stage) // 4], two_stage[3 * len(two_stage) // 4]] if len(two_stage) >= 2 else []
-    for label, plan in (("chosen", chosen), ("single", single), *(("other", p) for p in others)):
+    print(f"probes: whole model alone {', '.join(f'{c:.3f}' for c in found.whole_ms)} ms, slowdown with every part "
+          f"busy {', '.join(f'{x:.2f}' for x in found.slowdown)}, thread hand-over {found.hop_ms * 1e3:.0f} us")
+    errors = []
+    for label, plan in (("chosen", chosen), ("single", single), *(("unused", p) for p in others)):
         got = measure_pipeline(args.model, workload, plan.parts, plan.cuts, args.batch, settings, folder)
         if got.result.status != "ok":
             print(f"{label}: {got.result.reason}")
@@ -66,11 +72,19 @@ def main() -> None:
         r, s = got.result, got.split
         stages = " + ".join(f"{x['median_ms']:.3f}" for x in s["stages"])
         transfers = " + ".join(f"{x['median_ms']:.4f}" for x in s["transfers"]) or "0"
+        latency_error = plan.latency_ms / r.latency.median - 1
+        throughput_error = plan.throughput_sps / r.throughput_sps - 1
+        if label != "single":
+            errors += [abs(latency_error), abs(throughput_error)]
         print(f"{label:6s} {plan.describe()}\n"
-              f"       predicted {plan.latency_ms:7.3f} ms/batch {plan.throughput_sps:7.0f}/s"
-              f" | measured {r.latency.median:7.3f} ms/batch, stream {r.throughput_sps:7.0f}/s"
-              f" | stages {stages} ms, transfers {transfers} ms, sum {s['stage_sum_ms']:.3f} ms")
-
+              f"       latency    predicted {plan.latency_ms:8.3f} ms/batch  measured {r.latency.median:8.3f}"
+              f"  error {latency_error:+6.1%}\n"
+              f"       throughput predicted {plan.throughput_sps:8.0f}/s        measured {r.throughput_sps:8.0f}"
+              f"  error {throughput_error:+6.1%}\n"
+              f"       predicted stages {' + '.join(f'{x:.3f}' for x in plan.stage_ms)} ms; measured stages {stages}"
+              f" ms, transfers {transfers} ms, sum {s['stage_sum_ms']:.3f} ms")
+    if errors:
+        print(f"\nlargest planner error over the chosen plan and the unused cuts: {max(errors):.1%} (target 20 %)")
 
 if __name__ == "__main__":
     main()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import os
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -35,6 +36,13 @@ class _BoundRequest:
 
     request: Any
     run: Callable[[], Any]
+
+
+def _thread_pinned() -> bool:
+    """Whether the calling thread is pinned to fewer CPUs than the process's main thread (Linux)."""
+    if not hasattr(os, "sched_getaffinity"):
+        return False
+    return os.sched_getaffinity(0) != os.sched_getaffinity(os.getpid())
 
 
 class OpenVINOBackend(Backend):
@@ -90,6 +98,10 @@ class OpenVINOBackend(Backend):
             "PERFORMANCE_HINT": self.options["hint"].upper(),
             "INFERENCE_NUM_THREADS": self.threads,
         }
+        if _thread_pinned():
+            # The plugin's own pinning resets the calling thread to the process's CPUs (measured: a split's
+            # part pinned to CPU 1 then ran on CPU 0, beside the other part): the caller's pinning stands.
+            self._config["ENABLE_CPU_PINNING"] = False
         self._shapes: tuple[tuple[int, ...], ...] | None = None
         self._compiled: Any = None
         self._request: Any = None

@@ -15,6 +15,7 @@ from xpubench.core.measure import measure, stability
 from xpubench.errors import one_line
 from xpubench.hetero.parts import Part
 from xpubench.hetero.spec import split_cell
+from xpubench.hetero.trace import TRACE_BATCHES, data_attribution, pipeline_attribution
 from xpubench.models import Workload
 from xpubench.run.matrix import CellSettings
 
@@ -47,8 +48,16 @@ def measure_composite(cell: Cell, workload: Workload, settings: CellSettings, co
         batches = max(STREAM_MIN_BATCHES, min(2000, int(settings.measure.min_time_s / 2 / max(median_s, 1e-6))))
         composite.stream(pool, 2)  # every stage warm at streaming pace
         wall_s = composite.stream(pool, batches)
-        throughput = batches * cell.batch_size / wall_s
-        split["stream"] = {"batches": batches, "wall_s": wall_s, "throughput_sps": throughput}
+        fill_s, pace_s = composite.steady()
+        throughput = cell.batch_size / pace_s if pace_s > 0 else batches * cell.batch_size / wall_s
+        split["stream"] = {"batches": batches, "wall_s": wall_s, "fill_ms": fill_s * 1e3, "throughput_sps": throughput}
+        streamed = composite.streamed_ms()
+        # The trace: a short stream of its own, so no batch outside it works in its window.
+        composite.stream(pool, TRACE_BATCHES)
+        split["trace"] = composite.trace()
+        split["attribution"] = pipeline_attribution(
+            [s["median_ms"] or 0.0 for s in split["stages"]], [t["median_ms"] or 0.0 for t in split["transfers"]],
+            streamed, cell.batch_size / throughput * 1e3)
     verdict = stability([samples.samples_ns], load_before, host.load_average())
     common: dict[str, Any] = {"dataset": workload.dataset, "model_bytes": composite.model_bytes()}
     if scored:
@@ -100,7 +109,10 @@ def measure_data_parallel(model: str, workload: Workload, parts: Sequence[Part],
             rows = composite.part_figures(calls)
             for row, rate in zip(rows, alone, strict=True):
                 row["alone_sps"] = rate
-            return {"mode": "data", "executor": executor, "parts": rows, "search": search}
+            # The trace is the timed window's last calls: taken here, before the fidelity check calls again.
+            return {"mode": "data", "executor": executor, "parts": rows, "search": search,
+                    "trace": composite.trace(),
+                    "attribution": data_attribution(batch, alone, composite.calls[-calls:] if calls else [])}
 
         measured = measure_composite(cell, workload, settings, composite, figures, scored=scored)
     except Exception as exc:

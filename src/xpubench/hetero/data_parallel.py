@@ -5,12 +5,14 @@ together. The composite is a backend to the measurement loop: `prepare`, `infer`
 from __future__ import annotations
 
 import time
+from collections import deque
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from xpubench.hetero.executors import Composite, ProcessPart, SharedBatch, ThreadPart, run_once
+from xpubench.hetero.trace import TRACE_BATCHES, Span, trace
 
 if TYPE_CHECKING:
     from xpubench.hetero.parts import Part
@@ -43,7 +45,9 @@ class DataParallel(Composite):
         self.parts = tuple(parts)
         self.executor = executor
         self.rates = [1.0] * len(self.parts)  # samples/s per part: the split's proportions
-        self.calls: list[tuple[int, list[int], list[int]]] = []  # (wall ns, samples per part, busy ns per part)
+        # (wall ns, samples per part, busy ns per part, transfer ns: rows copied in, outputs joined)
+        self.calls: list[tuple[int, list[int], list[int], int]] = []
+        self._spans: deque[list[Span]] = deque(maxlen=TRACE_BATCHES)  # the last calls' timelines
         self._runners: list[Any] = []
         self._shared: SharedBatch | None = None
         self._out_specs: list[tuple[tuple[int, ...], np.dtype]] | None = None
@@ -66,11 +70,21 @@ class DataParallel(Composite):
         counts = apportion(len(arrays[0]), self.rates)
         bounds = np.concatenate([[0], np.cumsum(counts)])
         if self.executor == "thread":
-            outputs, busy = self._infer_threads(arrays, bounds)
+            outputs, runs, moves = self._infer_threads(arrays, bounds)
         else:
-            outputs, busy = self._infer_processes(arrays, bounds)
-        self.calls.append((time.perf_counter_ns() - start, counts, busy))
+            outputs, runs, moves = self._infer_processes(arrays, bounds)
+        self.calls.append((time.perf_counter_ns() - start, counts, [e - s for s, e in runs],
+                           sum(e - s for _, s, e in moves)))
+        self._spans.append([*(Span(p.spec, "work", 0, s, e) for p, (s, e) in zip(self.parts, runs, strict=True)
+                              if e > s),
+                            *(Span(name, "transfer", 0, s, e) for name, s, e in moves)])
         return outputs
+
+    def trace(self) -> dict:
+        """`split.trace` of the last few calls (each call one batch, the calls one after another)."""
+        spans = [Span(s.row, s.kind, b, s.start_ns, s.end_ns) for b, call in enumerate(self._spans) for s in call]
+        return trace(spans, [*(p.spec for p in self.parts), *dict.fromkeys(s.row for s in spans
+                                                                          if s.kind == "transfer")])
 
     def close(self) -> None:
         super().close()
@@ -80,28 +94,36 @@ class DataParallel(Composite):
 
     # -- running -----------------------------------------------------------------------------------
 
-    def _infer_threads(self, arrays: list[np.ndarray], bounds: np.ndarray) -> tuple[list[np.ndarray], list[int]]:
+    # Each returns the outputs, each part's (start, end) ns (0, 0 without rows), and the host-side moves of
+    # the batch (name, start, end): the parts' rows are views in threads, so there only the join copies.
+    def _infer_threads(self, arrays: list[np.ndarray], bounds: np.ndarray) -> tuple[list[np.ndarray], list, list]:
         futures = [
             runner.submit([a[lo:hi] for a in arrays]) if hi > lo else None
             for runner, lo, hi in zip(self._runners, bounds[:-1], bounds[1:], strict=True)
         ]
         results = [f.result() if f is not None else None for f in futures]
-        busy = [r[1] if r else 0 for r in results]
+        runs = [(r[1], r[2]) if r else (0, 0) for r in results]
         pieces = [r[0] for r in results if r]
-        return [np.concatenate(outs) for outs in zip(*pieces, strict=True)], busy
+        t0 = time.perf_counter_ns()
+        joined = [np.concatenate(outs) for outs in zip(*pieces, strict=True)]
+        return joined, runs, [("join outputs", t0, time.perf_counter_ns())]
 
-    def _infer_processes(self, arrays: list[np.ndarray], bounds: np.ndarray) -> tuple[list[np.ndarray], list[int]]:
+    def _infer_processes(self, arrays: list[np.ndarray], bounds: np.ndarray) -> tuple[list[np.ndarray], list, list]:
         shared = self._shared_for(arrays)
         n = len(arrays[0])
+        t0 = time.perf_counter_ns()
         for target, array in zip(shared.inputs, arrays, strict=True):  # the one copy in: rows to shared memory
             target[:n] = array
+        moves = [("copy in", t0, time.perf_counter_ns())]
         active = [(runner, int(lo), int(hi)) for runner, lo, hi in zip(self._runners, bounds[:-1], bounds[1:],
                                                                       strict=True)]
         for runner, lo, hi in active:
             if hi > lo:
                 runner.start(lo, hi)
-        busy = [runner.wait() if hi > lo else 0 for runner, lo, hi in active]
-        return [np.array(o[:n]) for o in shared.outputs], busy
+        runs = [runner.wait() if hi > lo else (0, 0) for runner, lo, hi in active]
+        t0 = time.perf_counter_ns()
+        outputs = [np.array(o[:n]) for o in shared.outputs]
+        return outputs, runs, [*moves, ("copy out", t0, time.perf_counter_ns())]
 
     def _shared_for(self, arrays: list[np.ndarray]) -> SharedBatch:
         """Shared buffers big enough for this batch (made again for a bigger one)."""

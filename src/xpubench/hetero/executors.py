@@ -44,11 +44,18 @@ def open_backend(part: Part, workload: Workload, artifact: Any = None) -> Backen
                options=dict(part.options))
 
 
-def run_once(backend: Backend, arrays: Sequence[np.ndarray]) -> tuple[list[np.ndarray], int]:
-    """One end-to-end call (inputs handed over, outputs back as host arrays) and its time in ns."""
+def run_timed(backend: Backend, arrays: Sequence[np.ndarray]) -> tuple[list[np.ndarray], int, int]:
+    """One end-to-end call (inputs handed over, outputs back as host arrays), its start and end in
+    perf_counter_ns (one clock for every thread and process of the host: a trace lines them up)."""
     t0 = time.perf_counter_ns()
     outputs = backend.fetch(backend.infer(backend.prepare(arrays)))
-    return [np.asarray(o) for o in outputs], time.perf_counter_ns() - t0
+    return [np.asarray(o) for o in outputs], t0, time.perf_counter_ns()
+
+
+def run_once(backend: Backend, arrays: Sequence[np.ndarray]) -> tuple[list[np.ndarray], int]:
+    """One end-to-end call and its time in ns."""
+    outputs, t0, t1 = run_timed(backend, arrays)
+    return outputs, t1 - t0
 
 
 class ThreadPart:
@@ -63,8 +70,8 @@ class ThreadPart:
         self.backend: Backend = self._pool.submit(open_backend, part, workload, artifact).result()
 
     def submit(self, arrays: Sequence[np.ndarray]) -> Future:
-        """Future of (outputs, busy_ns) for these rows."""
-        return self._pool.submit(run_once, self.backend, arrays)
+        """Future of (outputs, start_ns, end_ns) for these rows."""
+        return self._pool.submit(run_timed, self.backend, arrays)
 
     def call(self, fn: Any, *args: Any) -> Any:
         """Run `fn(*args)` in the part's pinned thread and wait for it."""
@@ -81,7 +88,7 @@ class ThreadPart:
 class ProcessPart:
     """A part in a process of its own (spawned, pinned), fed through shared memory: the parent writes a
     batch's rows once, each process reads its rows and writes its outputs' rows; a pipe carries only the
-    row range and the busy time."""
+    row range and the run's start and end."""
 
     kind = "process"
 
@@ -111,7 +118,8 @@ class ProcessPart:
     def start(self, begin: int, end: int) -> None:
         self._conn.send(("run", begin, end))
 
-    def wait(self) -> int:
+    def wait(self) -> Any:
+        """The answer to the last message: for `start`, the run's (start_ns, end_ns) on the host's clock."""
         answer = self._conn.recv()
         if isinstance(answer, BaseException):
             raise answer
@@ -194,7 +202,7 @@ def _process_main(conn: Any, part: Part, workload: Workload, artifact: Any) -> N
             result = backend.fetch(backend.infer(backend.prepare([a[begin:end] for a in inputs])))
             for target, value in zip(outputs, result, strict=True):
                 target[begin:end] = value
-            conn.send(time.perf_counter_ns() - t0)
+            conn.send((t0, time.perf_counter_ns()))
         except Exception as exc:
             conn.send(RuntimeError(f"{part.spec}: {type(exc).__name__}: {exc}"))
     inputs, outputs = [], []

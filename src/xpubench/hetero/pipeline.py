@@ -12,7 +12,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from xpubench.hetero.executors import Composite, ThreadPart, run_once
+from xpubench.hetero.executors import Composite, ThreadPart, run_timed
+from xpubench.hetero.trace import Span, trace
 
 if TYPE_CHECKING:
     from xpubench.hetero.cuts import Stage
@@ -41,7 +42,7 @@ def stage_artifact(part: Part, stage: Stage, folder: Path, workload: Workload) -
 class _Ticket:
     """One batch on its way through the stages."""
 
-    __slots__ = ("host", "done", "outputs", "error", "started")
+    __slots__ = ("host", "done", "outputs", "error", "started", "finished", "spans")
 
     def __init__(self, host: dict[str, np.ndarray]) -> None:
         self.host = host
@@ -49,6 +50,8 @@ class _Ticket:
         self.outputs: list[np.ndarray] | None = None
         self.error: BaseException | None = None
         self.started = time.perf_counter_ns()
+        self.finished = 0
+        self.spans: list[tuple[str, str, int, int]] = []  # (row, kind, start ns, end ns) of its stages and transfers
 
 
 class Pipeline(Composite):
@@ -66,6 +69,7 @@ class Pipeline(Composite):
         self.transfer_ns: list[list[int]] = [[] for _ in stages[1:]]
         self.transfer_bytes: list[int] = [0 for _ in stages[1:]]
         self.artifacts: list[Path] = []
+        self.streamed: list[_Ticket] = []  # the last stream's batches, with their spans
         self._runners: list[ThreadPart] = []
         try:
             for stage, part in zip(stages, parts, strict=True):
@@ -100,7 +104,39 @@ class Pipeline(Composite):
             ticket.done.wait()
             if ticket.error is not None:
                 raise ticket.error
-        return (time.perf_counter_ns() - start) / 1e9
+        wall = (time.perf_counter_ns() - start) / 1e9
+        self.streamed = tickets
+        return wall
+
+    def steady(self) -> tuple[float, float]:
+        """The last stream's (s until its first batch was out, s per batch from then to the last): the second
+        is the full pipeline's pace, its fill and drain left out."""
+        done = sorted(t.finished for t in self.streamed)
+        first = (done[0] - self.streamed[0].started) / 1e9
+        return first, (done[-1] - done[0]) / 1e9 / max(len(done) - 1, 1)
+
+    def rows(self) -> list[str]:
+        """The timeline's rows: each stage, and each transfer after the stage it follows."""
+        rows = []
+        for i, part in enumerate(self.parts):
+            if i:
+                rows.append(f"transfer {i - 1}->{i}")
+            rows.append(f"stage {i} {part.spec}")
+        return rows
+
+    def trace(self) -> dict:
+        """`split.trace` of the last stream (stream a few batches first: every span of them is kept)."""
+        return trace([Span(row, kind, b, t0, t1) for b, ticket in enumerate(self.streamed)
+                      for row, kind, t0, t1 in ticket.spans], self.rows())
+
+    def streamed_ms(self) -> list[float]:
+        """Per stage, its median time with its incoming transfer over the last stream's batches, ms."""
+        per_stage: list[list[int]] = [[0] * len(self.streamed) for _ in self.stages]
+        for b, ticket in enumerate(self.streamed):
+            for row, _kind, t0, t1 in ticket.spans:
+                index = int(row.split()[1].split("->")[-1])
+                per_stage[index][b] += t1 - t0
+        return [float(np.median(v)) / 1e6 if v else 0.0 for v in per_stage]
 
     def _send(self, host: dict[str, np.ndarray]) -> _Ticket:
         ticket = _Ticket(host)
@@ -115,13 +151,17 @@ class Pipeline(Composite):
             if index:
                 t0 = time.perf_counter_ns()
                 carried = {name: np.array(value, copy=True) for name, value in carried.items()}
-                self.transfer_ns[index - 1].append(time.perf_counter_ns() - t0)
+                t1 = time.perf_counter_ns()
+                self.transfer_ns[index - 1].append(t1 - t0)
                 self.transfer_bytes[index - 1] = sum(v.nbytes for v in carried.values())
+                ticket.spans.append((f"transfer {index - 1}->{index}", "transfer", t0, t1))
             feeds = [carried[n] if n in carried else ticket.host[n] for n in stage.inputs]
-            outputs, busy = run_once(self._runners[index].backend, feeds)
-            self.stage_ns[index].append(busy)
+            outputs, t0, t1 = run_timed(self._runners[index].backend, feeds)
+            self.stage_ns[index].append(t1 - t0)
+            ticket.spans.append((f"stage {index} {self.parts[index].spec}", "work", t0, t1))
             if index == len(self.stages) - 1:
                 ticket.outputs = outputs
+                ticket.finished = time.perf_counter_ns()
                 ticket.done.set()
                 return
             self._runners[index + 1]._pool.submit(self._step, index + 1, ticket, dict(zip(stage.outputs, outputs,

@@ -341,6 +341,9 @@ def render(data: ReportData, plots: Sequence[Any]) -> str:
          + table_html(measured, fidelity_columns, "fidelity-table", multi_run=multi_run)
          + "<h3>Confusion matrices</h3>" + confusion_note(measured, plots) + confusion),
         ("distributions", "Latency distributions", by_name["latency-distribution"]),
+        *([("timelines", "Split timelines and speed-up attribution",
+             "".join(f for name, f in by_name.items() if name.startswith("timeline-")))]
+          if any(name.startswith("timeline-") for name in by_name) else []),
         ("cells", "Every cell",
          f"<p class=note>★ {escape(BEST_NOTE)}. Click a header to sort; type to filter.</p>"
          + table_html(records, cell_columns, "cells-table", best_per_model(records), multi_run)

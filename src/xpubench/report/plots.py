@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from xpubench.report.table import backend_label, energy_mj, field
+from xpubench.report.timeline import LOSSES, attribution_line, attribution_of
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
@@ -429,6 +430,60 @@ def load_plots(records: Sequence[Record], palette: Palette, **kw: bool) -> list[
     return plots
 
 
+def timelines(records: Sequence[Record], **kw: bool) -> list[Plot]:
+    """For each composite cell with a trace: its parts (or stages and transfers) over the traced batches, one row
+    each, and its speed-up attribution as the wall time per batch split into the ideal and the losses."""
+    from matplotlib.figure import Figure
+
+    plots = []
+    for r in records:
+        found = (r.get("split") or {}).get("trace") if r.get("status") == "ok" else None
+        if not found or not found.get("intervals"):
+            continue
+        rows = list(found["rows"])
+        fig = Figure(figsize=(9, 1.2 + 0.42 * len(rows) + 1.1), layout="constrained")
+        gantt, bar = fig.subplots(2, 1, height_ratios=[max(len(rows), 1), 1.6])
+        batches = max(found.get("batches") or 1, 1)
+        from matplotlib import colormaps
+
+        shades = colormaps["tab10"]
+        for item in found["intervals"]:
+            y = rows.index(item["row"]) if item["row"] in rows else len(rows)
+            transfer = item["kind"] == "transfer"
+            gantt.barh(y, item["end_ms"] - item["start_ms"], left=item["start_ms"], height=0.6,
+                       color=shades(item["batch"] % 10), alpha=0.55 if transfer else 0.9,
+                       hatch="///" if transfer else None, edgecolor="black", linewidth=0.4)
+        gantt.set_yticks(range(len(rows)), rows)
+        gantt.invert_yaxis()
+        gantt.set_xlim(0, found["window_ms"] * 1.02 or 1)
+        gantt.set_xlabel(f"ms from the first traced batch's start ({batches} batches; colour: batch, "
+                         "hatched: transfer, blank: waiting)")
+        gantt.grid(axis="y", visible=False)
+        attribution = attribution_of(r)
+        if attribution is not None:
+            left = 0.0
+            pieces = [("ideal", attribution["ideal_ms"]), *((k, attribution["lost_ms"].get(k) or 0.0) for k in LOSSES)]
+            for i, (name, value) in enumerate(pieces):
+                width = max(value, 0.0)  # a negative loss (faster together than alone) is not drawn
+                bar.barh(0, width, left=left, height=0.6, color=colormaps["Set2"](i), label=f"{name} {value:.3g} ms")
+                left += width
+            bar.axvline(attribution["reference_ms"], color="black", linestyle="--",
+                        label=f"{attribution['reference']} {attribution['reference_ms']:.3g} ms")
+            bar.set_yticks([])
+            bar.set_xlabel("wall time per batch [ms]")
+            bar.legend(loc="upper center", bbox_to_anchor=(0.5, -0.55), ncol=3)
+        else:
+            bar.set_visible(False)
+        name = re.sub(r"[^A-Za-z0-9_.-]+", "-", f"{r['model']}-{r['device']}-b{r['batch_size']}-{r.get('run_id', '')}")
+        title = f"Split timeline: {r['model']} on {r['device']} ({(r.get('split') or {}).get('mode')}), " \
+                f"batch {r['batch_size']}"
+        plots.append(Plot(f"timeline-{name.strip('-')}", title,
+                          (attribution_line(r) or "") + ". Who works, who waits and the transfers over the traced "
+                          "batches of the real execution; below, the wall time per batch as the ideal parallel time "
+                          "plus what was lost.", fig))
+    return plots
+
+
 def make_plots(records: Sequence[Record], samples: dict[tuple[str, str], np.ndarray]) -> list[Plot]:
     """Every plot of the report. `records` carry `run_id`; `samples` maps (run_id, key) to call times in ns."""
     import matplotlib
@@ -447,6 +502,7 @@ def make_plots(records: Sequence[Record], samples: dict[tuple[str, str], np.ndar
             latency_distribution(records, samples, palette, **kw),
             *confusion(records, **kw),
             *load_plots(records, palette, **kw),
+            *timelines(records, **kw),
         ]
 
 

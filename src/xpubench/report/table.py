@@ -17,6 +17,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from xpubench.report.timeline import attribution_line
+
 Record = dict[str, Any]
 BOLD, PLAIN = "\033[1m", "\033[0m"
 BEST_MARK = "*"
@@ -206,7 +208,7 @@ def rows(records: Sequence[Record]) -> tuple[list[str], list[list[str]]]:
 
 
 def notes(records: Sequence[Record]) -> list[str]:
-    """One line per cell that was not measured, or measured with warnings."""
+    """One line per cell that was not measured, or measured with warnings; a split's speed-up attribution."""
     lines = []
     for r in records:
         label = cell_name(r)
@@ -214,6 +216,9 @@ def notes(records: Sequence[Record]) -> list[str]:
             lines.append(f"{label}: {r['status']}: {r['reason']}")
         for warning in r.get("warnings") or ():
             lines.append(f"{label}: unstable: {warning}")
+        attribution = attribution_line(r)
+        if attribution:
+            lines.append(f"{label}: {attribution}")
     return lines
 
 
