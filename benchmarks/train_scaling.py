@@ -36,7 +36,7 @@ def main() -> None:
     print(f"{args.model}, weak scaling, {args.steps} steps; 2 workers on loopback, predicted vs measured:")
     for strategy, fitted in found.get("scaling_model", {}).items():
         for check in fitted["checks"]:
-            parts = ", ".join(f"{name[:-3]} {ms:.3g}" for name, ms in check["parts_ms"].items())
+            parts = ", ".join(f"{name.removesuffix('_s')} {ms:.3g}" for name, ms in check["parts_ms"].items())
             print(f"  {strategy:<15} {check['workers']} workers: predicted {check['predicted_step_ms']:6.3g} ms, "
                   f"measured {check['measured_step_ms']:6.3g} ms ({check['error']:+.0%}); parts ms: {parts}")
     print(f"predictions (weak scaling, efficiency against one worker), {', '.join(map(str, SHOWN_WORKERS))} workers:")

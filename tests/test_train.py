@@ -116,7 +116,8 @@ def test_the_contention_and_straggler_terms():
     concurrent = {"copies": 2, "alone_s": [0.010, 0.010, 0.009, 0.011], "concurrent_s": [0.011, 0.013, 0.011, 0.013],
                   "segments_alone_s": [[0.004, 0.004], [0.006, 0.006]],
                   "segments_concurrent_s": [[0.004, 0.006], [0.007, 0.007]]}
-    model = ScalingModel.fit(one, {"bandwidth_bps": 1e9, "alpha_s": 1e-4, "bucket_bytes": [4_000_000]}, concurrent)
+    probe = {"bandwidth_bps": 1e9, "alpha_s": 1e-4, "bucket_bytes": [4_000_000], "resume_s": 1e-3}
+    model = ScalingModel.fit(one, probe, concurrent)
     assert model.contention(2) == pytest.approx(1.2)  # mean concurrent 12 ms / mean alone 10 ms
     assert model.contention(4) == pytest.approx(2.4)  # beyond the copies measured: time-sharing the CPUs
     assert model.contention(2, INTERCONNECTS[0]) == 1  # one worker per device on a link
@@ -124,8 +125,9 @@ def test_the_contention_and_straggler_terms():
     assert parts["busy_s"] == pytest.approx(12e-3)  # input + forward + backward + optimizer, one worker alone
     assert parts["contention_s"] == pytest.approx(12e-3 * 0.2)
     assert parts["straggler_s"] == pytest.approx(0.5e-3)  # 5.5 - 5 ms at the first sync point, 0 at the second
-    assert parts["allreduce_s"] == pytest.approx(0.5e-3 + 4e-3 + 2e-4)  # the engine's own + the ring
-    assert model.step_s(2, 10) == pytest.approx(sum(parts.values())) == pytest.approx(20.1e-3)
+    # the engine's own (as with one worker) + the ring + resuming after compute
+    assert parts["allreduce_s"] == pytest.approx(0.5e-3 + 4e-3 + 2e-4 + 1e-3)
+    assert model.step_s(2, 10) == pytest.approx(sum(parts.values())) == pytest.approx(21.1e-3)
     assert model.step_s(1, 10) == pytest.approx(13e-3)  # the 1-worker run it was fitted on: no contention, no wait
     assert model.straggler(2, 10, INTERCONNECTS[0]) == 0  # the alone segments do not scatter
     assert model.straggler(2, 5) == pytest.approx(0.5e-3 * (5 * 1.1 + 1) / 12)  # scaled to the busy time
@@ -134,7 +136,10 @@ def test_the_contention_and_straggler_terms():
 def test_the_communication_probe_times_a_real_allreduce():
     from xpubench.train.probe import probe
 
-    found = probe([300_000, 100_000], repeats=5)
+    found = probe([300_000, 100_000], repeats=5, gaps_s=[0.002, 0.001])
     assert found["bucket_bytes"] == [300_000, 100_000] and found["bytes"] == 400_000
     assert found["allreduce_s"] > found["latency_s"] > 0
     assert found["bandwidth_bps"] > 0
+    # the all-reduces after compute, and what they cost more than right after a barrier (never negative)
+    assert found["after_compute_s"] > 0 and found["gaps_s"] == [0.002, 0.001]
+    assert found["resume_s"] == pytest.approx(max(found["after_compute_s"] - found["allreduce_s"], 0))

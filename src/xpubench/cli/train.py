@@ -145,10 +145,6 @@ def _fit_one(base: object, results: list, launcher: object, args: argparse.Names
 
     sr, strategy = base.scenario_result, base.cell.backend  # type: ignore[attr-defined]
     buckets = tuple(sr.get("allreduce_bucket_bytes") or (sr["gradient_bytes"],))
-    outcome = launcher.run(ProbeTask(buckets), 300)  # type: ignore[attr-defined]
-    if not outcome.ok:
-        print(f"{strategy}: the communication probe failed: {outcome.value}")
-        return None
     # N workers computing at once, for N up to this machine's CPUs (beyond them, the model assumes time-sharing).
     copies = min(max(args.workers), logical_cpus() or 1)
     concurrent = None
@@ -159,6 +155,10 @@ def _fit_one(base: object, results: list, launcher: object, args: argparse.Names
         if not ran.ok:
             print(f"{strategy}: the concurrent compute probe failed: {ran.value} (no contention or straggler term)")
         concurrent = ran.value if ran.ok else None
+    outcome = launcher.run(ProbeTask(buckets, gaps_s=_gaps(concurrent, len(buckets))), 300)  # type: ignore[attr-defined]
+    if not outcome.ok:
+        print(f"{strategy}: the communication probe failed: {outcome.value}")
+        return None
     model = ScalingModel.fit(sr, outcome.value, concurrent, threads)
     local, scaling = sr["local_batch"], sr["scaling"]
     checks = []
@@ -178,3 +178,15 @@ def _fit_one(base: object, results: list, launcher: object, args: argparse.Names
                  f"({parts}), measured {c['measured_step_ms']:.3g} ms ({c['error']:+.0%})")
     return {"model": asdict(model), "probe": outcome.value, "concurrent": concurrent, "checks": checks,
             "predictions": rows, "text": text}
+
+
+def _gaps(concurrent: dict | None, buckets: int) -> tuple[float, ...]:
+    """The compute before each bucket's all-reduce in one worker's step (the alone run's mean gaps, or its busy
+    step shared evenly when the gaps were not timed bucket by bucket), for the probe to compute before each."""
+    if not concurrent:
+        return ()
+    columns = concurrent.get("segments_alone_s") or []
+    if len(columns) == buckets:
+        return tuple(sum(c) / len(c) for c in columns)
+    busy = concurrent["alone_s"]
+    return (sum(busy) / len(busy) / buckets,) * buckets

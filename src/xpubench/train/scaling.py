@@ -78,6 +78,9 @@ class ScalingModel:
     # The 1-worker step's own all-reduce: the engine's path around each collective (hook, hand-off to its
     # communication thread and back), paid at every N; the ring's transfer comes on top of it.
     collective_overhead_s: float = 0.0
+    # What the step's all-reduce costs more when it follows compute than right after a barrier (the probe's mean
+    # after the step's gaps - its median after a barrier): threads woken on this host, paid at N >= 2.
+    probe_resume_s: float = 0.0
 
     @classmethod
     def fit(cls, one_worker: dict[str, Any], probe: dict[str, Any], concurrent: dict[str, Any] | None = None,
@@ -103,6 +106,7 @@ class ScalingModel:
             segments_alone_s=tuple(tuple(c) for c in concurrent.get("segments_alone_s", ())),
             segments_concurrent_s=tuple(tuple(c) for c in concurrent.get("segments_concurrent_s", ())),
             collective_overhead_s=b["allreduce"] / 1e3,
+            probe_resume_s=float(probe.get("resume_s", 0.0)),
         )
 
     def contention(self, workers: int, link: Interconnect | None = None) -> float:
@@ -129,10 +133,12 @@ class ScalingModel:
         return wait * self.busy_s(local_batch) / self.busy_s(self.local_batch)
 
     def allreduce(self, workers: int, link: Interconnect | None = None) -> float:
+        """The step's all-reduce: the engine's own path (as with one worker), and from 2 workers on the ring's
+        transfer over `link` (None: the probe's loopback) and its resumption after compute on this host."""
         bandwidth = link.bandwidth_bps if link else self.probe_bandwidth_bps
         latency = link.latency_s if link else self.probe_latency_s
         ring = ring_allreduce_s(workers, self.gradient_bytes, bandwidth, latency, self.allreduce_messages)
-        return self.collective_overhead_s + ring
+        return self.collective_overhead_s + ring + (self.probe_resume_s if workers > 1 else 0.0)
 
     def parts(self, workers: int, local_batch: int, link: Interconnect | None = None) -> dict[str, float]:
         """The predicted step's parts, s: busy (alone), contention (the extra from computing at once),
@@ -173,7 +179,8 @@ def render(model: ScalingModel, rows: list[dict[str, Any]]) -> str:
              f"{model.optimizer_s * 1e3:.3g} ms, idle {model.idle_s * 1e3:.3g} ms per step ({model.threads} "
              f"thread(s) per worker, as in the 1-worker fit), gradients {model.gradient_bytes} B in "
              f"{model.allreduce_messages} bucket(s); probe (gloo, loopback): {model.probe_bandwidth_bps / 1e9:.3g} "
-             f"GB/s, {model.probe_latency_s * 1e6:.3g} us per message",
+             f"GB/s, {model.probe_latency_s * 1e6:.3g} us per message, +{model.probe_resume_s * 1e3:.3g} ms a step "
+             "when the all-reduce follows compute",
              f"concurrent compute probe: {n} copies at once run each step x{model.contention(n):.3g} as slow "
              f"as one alone, and wait {model.straggler(n, model.local_batch) * 1e3:.3g} ms for the slowest "
              f"(E[max of {n}] - mean); on the interconnects below: one worker per device (no contention), "

@@ -68,15 +68,17 @@ class TrainCellTask:
 @dataclass(frozen=True)
 class ProbeTask:
     """Time the step's all-reduce (its `bucket_bytes`, one after the other) and a 4-byte one with gloo between 2
-    processes on loopback, `repeats` times each; their medians."""
+    processes on loopback, `repeats` times each (their medians), and the buckets again each after `gaps_s` of
+    compute (their mean)."""
 
     bucket_bytes: tuple[int, ...]
     repeats: int = 200
+    gaps_s: tuple[float, ...] = ()
 
     def execute(self, say: Any) -> dict[str, Any]:
         from xpubench.train.probe import probe
 
-        return probe(self.bucket_bytes, self.repeats)
+        return probe(self.bucket_bytes, self.repeats, gaps_s=self.gaps_s)
 
 
 @dataclass(frozen=True)
