@@ -128,6 +128,9 @@ def test_the_contention_and_straggler_terms():
     # the engine's own (as with one worker) + the ring + resuming after compute
     assert parts["allreduce_s"] == pytest.approx(0.5e-3 + 4e-3 + 2e-4 + 1e-3)
     assert model.step_s(2, 10) == pytest.approx(sum(parts.values())) == pytest.approx(21.1e-3)
+    link = INTERCONNECTS[0]  # one worker per device: the link's ring, no contention, no resumption on this host
+    assert model.allreduce(2, link) == pytest.approx(0.5e-3 + ring_allreduce_s(2, 4e6, link.bandwidth_bps,
+                                                                               link.latency_s))
     assert model.step_s(1, 10) == pytest.approx(13e-3)  # the 1-worker run it was fitted on: no contention, no wait
     assert model.straggler(2, 10, INTERCONNECTS[0]) == 0  # the alone segments do not scatter
     assert model.straggler(2, 5) == pytest.approx(0.5e-3 * (5 * 1.1 + 1) / 12)  # scaled to the busy time

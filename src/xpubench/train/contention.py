@@ -48,14 +48,16 @@ def _one_group(spec: TrainSpec, timeout_s: float, say: Say) -> list[dict[str, An
 
 
 def concurrent_busy(spec: TrainSpec, copies: int, timeout_s: float, say: Say) -> dict[str, Any]:
-    """{"copies", "strategy": the engine the copies ran, "alone_s": [per-step busy s of one copy alone],
-    "concurrent_s": [the same, pooled over `copies` copies started at once], "segments_alone_s" and
-    "segments_concurrent_s": [per sync point: [the work before it, s]]}."""
+    """{"copies", "strategy": the engine the copies ran, "alone_s": [per-step busy s of one copy alone, run
+    before and after the copies], "concurrent_s": [the same, pooled over `copies` copies started at once],
+    "segments_alone_s" and "segments_concurrent_s": [per sync point: [the work before it, s]]}."""
     one = stand_in(spec)
-    alone = _one_group(one, timeout_s, say)
+    # Alone before and after the copies: the host's other load drifts, and the ratio should not read that drift.
+    first = _one_group(one, timeout_s, say)[0]
     with ThreadPoolExecutor(copies) as pool:
         groups = list(pool.map(lambda _i: _one_group(one, timeout_s, say), range(copies)))
+    alone = [first, _one_group(one, timeout_s, say)[0]]
     concurrent = [reports[0] for reports in groups]
-    return {"copies": copies, "strategy": one.strategy, "alone_s": busy_steps(alone[0]),
+    return {"copies": copies, "strategy": one.strategy, "alone_s": [s for r in alone for s in busy_steps(r)],
             "concurrent_s": [s for r in concurrent for s in busy_steps(r)],
-            "segments_alone_s": sync_columns(alone[:1]), "segments_concurrent_s": sync_columns(concurrent)}
+            "segments_alone_s": sync_columns(alone), "segments_concurrent_s": sync_columns(concurrent)}

@@ -79,7 +79,7 @@ class ScalingModel:
     # communication thread and back), paid at every N; the ring's transfer comes on top of it.
     collective_overhead_s: float = 0.0
     # What the step's all-reduce costs more when it follows compute than right after a barrier (the probe's mean
-    # after the step's gaps - its median after a barrier): threads woken on this host, paid at N >= 2.
+    # after the step's gaps - its median after a barrier): threads woken on this host, paid here at N >= 2.
     probe_resume_s: float = 0.0
 
     @classmethod
@@ -134,11 +134,12 @@ class ScalingModel:
 
     def allreduce(self, workers: int, link: Interconnect | None = None) -> float:
         """The step's all-reduce: the engine's own path (as with one worker), and from 2 workers on the ring's
-        transfer over `link` (None: the probe's loopback) and its resumption after compute on this host."""
+        transfer over `link` (None: the probe's loopback) and, here, its resumption after compute (a cost of
+        this shared host's scheduling, not taken to the catalogue's hardware, whose link latency stands for it)."""
         bandwidth = link.bandwidth_bps if link else self.probe_bandwidth_bps
         latency = link.latency_s if link else self.probe_latency_s
         ring = ring_allreduce_s(workers, self.gradient_bytes, bandwidth, latency, self.allreduce_messages)
-        return self.collective_overhead_s + ring + (self.probe_resume_s if workers > 1 else 0.0)
+        return self.collective_overhead_s + ring + (self.probe_resume_s if workers > 1 and link is None else 0.0)
 
     def parts(self, workers: int, local_batch: int, link: Interconnect | None = None) -> dict[str, float]:
         """The predicted step's parts, s: busy (alone), contention (the extra from computing at once),
@@ -180,7 +181,7 @@ def render(model: ScalingModel, rows: list[dict[str, Any]]) -> str:
              f"thread(s) per worker, as in the 1-worker fit), gradients {model.gradient_bytes} B in "
              f"{model.allreduce_messages} bucket(s); probe (gloo, loopback): {model.probe_bandwidth_bps / 1e9:.3g} "
              f"GB/s, {model.probe_latency_s * 1e6:.3g} us per message, +{model.probe_resume_s * 1e3:.3g} ms a step "
-             "when the all-reduce follows compute",
+             "when the all-reduce follows compute (here only)",
              f"concurrent compute probe: {n} copies at once run each step x{model.contention(n):.3g} as slow "
              f"as one alone, and wait {model.straggler(n, model.local_batch) * 1e3:.3g} ms for the slowest "
              f"(E[max of {n}] - mean); on the interconnects below: one worker per device (no contention), "
