@@ -146,3 +146,21 @@ def test_the_communication_probe_times_a_real_allreduce():
     # the all-reduces after compute, and what they cost more than right after a barrier (never negative)
     assert found["after_compute_s"] > 0 and found["gaps_s"] == [0.002, 0.001]
     assert found["resume_s"] == pytest.approx(max(found["after_compute_s"] - found["allreduce_s"], 0))
+
+
+def test_train_fits_the_scaling_model_from_probes_and_checks_it(tmp_path):
+    out = tmp_path / "cells.json"
+    done = run_cli("train", MODEL, "--workers", "2", "--strategy", "torch-ddp", "--steps", "6", "--model-scaling",
+                   "--results", str(tmp_path / "r"), "--json", str(out), timeout=400)
+    assert done.returncode == 0, done.stderr
+    fitted = json.loads(out.read_text())["scaling_model"]["torch-ddp"]
+    model, concurrent = fitted["model"], fitted["concurrent"]
+    assert model["contention_workers"] == concurrent["copies"] == 2 and concurrent["strategy"] == "torch-ddp"
+    # alone before and after the copies, and two copies at once: 6 timed steps each
+    assert len(model["busy_alone_s"]) == len(model["busy_concurrent_s"]) == 12
+    assert len(model["segments_concurrent_s"]) == model["allreduce_messages"] == len(fitted["probe"]["bucket_bytes"])
+    assert len(fitted["probe"]["gaps_s"]) == model["allreduce_messages"]
+    [check] = fitted["checks"]
+    assert check["workers"] == 2 and check["predicted_step_ms"] == pytest.approx(sum(check["parts_ms"].values()))
+    assert check["error"] == pytest.approx(check["predicted_step_ms"] / check["measured_step_ms"] - 1)
+    assert "concurrent compute probe: 2 copies" in done.stdout and "2 workers on loopback: predicted" in done.stdout
