@@ -88,7 +88,7 @@ def execute(args: argparse.Namespace) -> int:
         try:
             with ProcessLauncher() as launcher:
                 results = run_cells(specs, launcher, store, run_id, args.cell_timeout, print)
-                prediction = _model_scaling(results, launcher, args) if args.model_scaling else None
+                prediction = _model_scaling(results, launcher, args, threads) if args.model_scaling else None
             status = "finished"
         finally:
             store.finish_run(run_id, status, load_average())
@@ -103,46 +103,90 @@ def execute(args: argparse.Namespace) -> int:
               f"samples/s, {sr['verdict']}; input {b['input']:.3g} fwd {b['forward']:.3g} bwd {b['backward']:.3g} "
               f"all-reduce {b['allreduce']:.3g} opt {b['optimizer']:.3g} idle {b['idle']:.3g} ms; validity "
               f"{sr['validity']['distance']:.3g} (untrained {sr['validity']['untrained_distance']:.3g})")
-    if prediction is not None:
-        print(prediction["text"])
+    for fitted in (prediction or {}).values():
+        print(fitted["text"])
     print(f"run {run_id} stored in {args.results}")
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         payload = {"run_id": run_id, "cells": records}
         if prediction is not None:
-            payload["scaling_model"] = {k: v for k, v in prediction.items() if k != "text"}
+            payload["scaling_model"] = {strategy: {k: v for k, v in fitted.items() if k != "text"}
+                                        for strategy, fitted in prediction.items()}
         args.json.write_text(json.dumps(payload, indent=2))
     from xpubench.run.exits import exit_code
 
     return exit_code(r["status"] for r in records)
 
 
-def _model_scaling(results: list, launcher: object, args: argparse.Namespace) -> dict | None:
-    """Fit the scaling model on the first measured 1-worker cell and the probe; predict 4..128 workers."""
+def _model_scaling(results: list, launcher: object, args: argparse.Namespace, threads: int) -> dict:
+    """Per strategy: fit the scaling model on its 1-worker cell, the communication probe and the concurrent compute
+    probe (never on the N-worker cells it predicts); check it against them; predict 4..128 workers."""
+    bases: dict[str, object] = {}  # strategy -> its first 1-worker cell (weak and strong share that run)
+    for r in results:
+        if r.status == "ok" and r.scenario_result["workers"] == 1:
+            bases.setdefault(r.cell.backend, r)
+    found = {}
+    for strategy, base in bases.items():
+        fitted = _fit_one(base, results, launcher, args, threads)
+        if fitted is not None:
+            found[strategy] = fitted
+    if not found:
+        print("no 1-worker cell was measured: no scaling model")
+    return found
+
+
+def _fit_one(base: object, results: list, launcher: object, args: argparse.Namespace, threads: int) -> dict | None:
     from dataclasses import asdict
 
+    from xpubench.hardware.host import logical_cpus
     from xpubench.train.scaling import ScalingModel, render
-    from xpubench.train.task import ProbeTask
+    from xpubench.train.spec import TrainSpec
+    from xpubench.train.task import ContentionTask, ProbeTask
 
-    base = next((r for r in results if r.status == "ok" and r.scenario_result["workers"] == 1), None)
-    if base is None:
-        print("no 1-worker cell was measured: no scaling model")
-        return None
-    outcome = launcher.run(ProbeTask(base.scenario_result["gradient_bytes"]), 300)  # type: ignore[attr-defined]
+    sr, strategy = base.scenario_result, base.cell.backend  # type: ignore[attr-defined]
+    buckets = tuple(sr.get("allreduce_bucket_bytes") or (sr["gradient_bytes"],))
+    # N workers computing at once, for N up to this machine's CPUs (beyond them, the model assumes time-sharing).
+    copies = min(max(args.workers), logical_cpus() or 1)
+    concurrent = None
+    if copies > 1:
+        spec = TrainSpec(args.model, strategy, 1, batch=sr["local_batch"], steps=sr["steps"], threads=threads,
+                         learning_rate=args.lr, input_delay_s=args.input_delay)
+        ran = launcher.run(ContentionTask(spec, copies, args.cell_timeout), 2 * args.cell_timeout + 60, print)  # type: ignore[attr-defined]
+        if not ran.ok:
+            print(f"{strategy}: the concurrent compute probe failed: {ran.value} (no contention or straggler term)")
+        concurrent = ran.value if ran.ok else None
+    outcome = launcher.run(ProbeTask(buckets, gaps_s=_gaps(concurrent, len(buckets))), 300)  # type: ignore[attr-defined]
     if not outcome.ok:
-        print(f"the communication probe failed: {outcome.value}")
+        print(f"{strategy}: the communication probe failed: {outcome.value}")
         return None
-    model = ScalingModel.fit(base.scenario_result, outcome.value)
-    measured = {r.scenario_result["workers"]: r.scenario_result["step_ms"] for r in results
-                if r.status == "ok" and r.cell.backend == base.cell.backend
-                and r.scenario_result["scaling"] == base.scenario_result["scaling"]}
-    local = base.scenario_result["local_batch"]
-    scaling = base.scenario_result["scaling"]
-    checks = [{"workers": n, "measured_step_ms": ms, "predicted_step_ms": model.step_s(n, local) * 1e3}
-              for n, ms in sorted(measured.items()) if n > 1]
+    model = ScalingModel.fit(sr, outcome.value, concurrent, threads)
+    local, scaling = sr["local_batch"], sr["scaling"]
+    checks = []
+    for r in results:
+        rs = r.scenario_result
+        if r.status == "ok" and r.cell.backend == strategy and rs["scaling"] == scaling and rs["workers"] > 1:
+            n = rs["workers"]
+            predicted = model.step_s(n, rs["local_batch"]) * 1e3
+            checks.append({"strategy": strategy, "workers": n, "measured_step_ms": rs["step_ms"],
+                           "predicted_step_ms": predicted, "error": predicted / rs["step_ms"] - 1,
+                           "parts_ms": {k: v * 1e3 for k, v in model.parts(n, rs["local_batch"]).items()}})
     rows = model.predictions(scaling, local)
-    text = render(model, rows)
+    text = f"{strategy}: " + render(model, rows)
     for c in checks:
-        text += (f"\n{base.cell.backend} {c['workers']} workers on loopback: predicted "
-                 f"{c['predicted_step_ms']:.3g} ms, measured {c['measured_step_ms']:.3g} ms")
-    return {"model": asdict(model), "probe": outcome.value, "checks": checks, "predictions": rows, "text": text}
+        parts = ", ".join(f"{k[:-2]} {v:.3g}" for k, v in c["parts_ms"].items())
+        text += (f"\n{strategy} {c['workers']} workers on loopback: predicted {c['predicted_step_ms']:.3g} ms "
+                 f"({parts}), measured {c['measured_step_ms']:.3g} ms ({c['error']:+.0%})")
+    return {"model": asdict(model), "probe": outcome.value, "concurrent": concurrent, "checks": checks,
+            "predictions": rows, "text": text}
+
+
+def _gaps(concurrent: dict | None, buckets: int) -> tuple[float, ...]:
+    """The compute before each bucket's all-reduce in one worker's step (the alone run's mean gaps, or its busy
+    step shared evenly when the gaps were not timed bucket by bucket), for the probe to compute before each."""
+    if not concurrent:
+        return ()
+    columns = concurrent.get("segments_alone_s") or []
+    if len(columns) == buckets:
+        return tuple(sum(c) / len(c) for c in columns)
+    busy = concurrent["alone_s"]
+    return (sum(busy) / len(busy) / buckets,) * buckets

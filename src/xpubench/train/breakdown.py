@@ -63,6 +63,7 @@ def summarise(spec: TrainSpec, reports: list[dict[str, Any]], steps_per_epoch: i
         "forward_split": first.get("forward_split", "measured"),
         "allreduce_calls": first.get("allreduce_calls"),
         "gradient_bytes": first.get("gradient_bytes"),
+        "allreduce_bucket_bytes": first.get("allreduce_bucket_bytes"),
         "parameters": first.get("parameters"),
         "input_delay_s": spec.input_delay_s,
         "efficiency": None,

@@ -1,5 +1,6 @@
 """The frozen tasks a launcher runs for training: one training cell (it starts torchrun or the TF worker group
-inside its worker, so any launcher, a Dask one too, can place it), and the communication probe."""
+inside its worker, so any launcher, a Dask one too, can place it), the communication probe and the concurrent
+compute probe."""
 
 from __future__ import annotations
 
@@ -66,12 +67,29 @@ class TrainCellTask:
 
 @dataclass(frozen=True)
 class ProbeTask:
-    """Time an all-reduce of `nbytes` (and of 4 bytes, the latency) with gloo between 2 processes on loopback."""
+    """Time the step's all-reduce (its `bucket_bytes`, one after the other) and a 4-byte one with gloo between 2
+    processes on loopback, `repeats` times each (their medians), and the buckets again each after `gaps_s` of
+    compute (their mean)."""
 
-    nbytes: int
-    repeats: int = 20
+    bucket_bytes: tuple[int, ...]
+    repeats: int = 200
+    gaps_s: tuple[float, ...] = ()
 
-    def execute(self, say: Any) -> dict[str, float]:
+    def execute(self, say: Any) -> dict[str, Any]:
         from xpubench.train.probe import probe
 
-        return probe(self.nbytes, self.repeats)
+        return probe(self.bucket_bytes, self.repeats, gaps_s=self.gaps_s)
+
+
+@dataclass(frozen=True)
+class ContentionTask:
+    """The concurrent compute probe: `spec`'s 1-worker training alone, then `copies` copies of it at once."""
+
+    spec: TrainSpec
+    copies: int
+    timeout_s: float
+
+    def execute(self, say: Any) -> dict[str, Any]:
+        from xpubench.train.contention import concurrent_busy
+
+        return concurrent_busy(self.spec, self.copies, self.timeout_s, say)

@@ -198,6 +198,7 @@ def train(spec: TrainSpec, strategy: Any, rank: int) -> dict[str, Any]:
         "first_step_s": first_step_s,
         "checksums": checksums,
         "allreduce_calls": 1,
+        "allreduce_bucket_bytes": [4 * parameters],  # one batched all-reduce of every gradient
         "gradient_bytes": 4 * parameters,
         "parameters": parameters,
         "forward_split": f"probed: forward alone is {share:.0%} of forward + backward",

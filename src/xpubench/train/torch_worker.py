@@ -62,14 +62,19 @@ def main(spec_file: str, out_dir: str) -> None:
 
     untrained = validity() if rank == 0 else None
     buckets: list[float] = []
+    bucket_bytes: list[int] = []  # the last step's bucket layout: the probe all-reduces the same buffers
+    marks: list[tuple[float, float]] = []  # each bucket's all-reduce (start, end) in this step: its sync points
 
     def timed_allreduce(state, bucket):  # noqa: ANN001, ANN202 - DDP checks the annotations: none, or its own
         # Wait for each bucket's all-reduce here, so its time is its own and not overlapped with backward.
         begun = time.perf_counter()
         tensor = bucket.buffer()
+        bucket_bytes.append(tensor.numel() * tensor.element_size())
         dist.all_reduce(tensor)
         tensor.div_(world)
-        buckets.append(time.perf_counter() - begun)
+        ended = time.perf_counter()
+        buckets.append(ended - begun)
+        marks.append((begun, ended))
         done: torch.futures.Future = torch.futures.Future()
         done.set_result(tensor)
         return done
@@ -90,7 +95,10 @@ def main(spec_file: str, out_dir: str) -> None:
     calls = 0
     first_step_s = 0.0
     total = spec.warmup + spec.steps
-    last_end = previous_start = 0.0
+    last_end = previous_start = last_sync = 0.0
+    # The work between one sync point (a bucket's all-reduce) and the next: at each, the workers wait for the
+    # slowest of them, which the scaling model's straggler term estimates from these gaps' spread.
+    sync_segments: list[list[float]] = []
     for step in range(total):
         if spec.fault is not None and spec.fault.rank == rank and spec.fault.step == step:
             os.kill(os.getpid(), signal.SIGKILL)
@@ -111,6 +119,8 @@ def main(spec_file: str, out_dir: str) -> None:
             torch.cuda.synchronize()
         t2 = time.perf_counter()
         buckets.clear()
+        bucket_bytes.clear()
+        marks.clear()
         d_opt.zero_grad(set_to_none=True)
         g_opt.zero_grad(set_to_none=True)
         d_loss.backward()
@@ -136,6 +146,11 @@ def main(spec_file: str, out_dir: str) -> None:
             first_step_s = t4 - t0
         if step - spec.warmup < spec.checksums and step >= spec.warmup:
             checksums.append(_checksum([generator, discriminator]))
+        if step > spec.warmup and marks:
+            starts, ends = [m[0] for m in marks], [last_sync] + [m[1] for m in marks[:-1]]
+            sync_segments.append([b - e for b, e in zip(starts, ends, strict=True)])
+        if marks:
+            last_sync = marks[-1][1]
         previous_start, last_end = t0, t4
     dist.barrier()  # the last step's idle: waiting for the slowest worker to finish it
     end = time.perf_counter()
@@ -148,6 +163,8 @@ def main(spec_file: str, out_dir: str) -> None:
         "first_step_s": first_step_s,
         "checksums": checksums,
         "allreduce_calls": calls,
+        "allreduce_bucket_bytes": list(bucket_bytes),
+        "sync_segments_s": sync_segments,
         "gradient_bytes": 4 * sum(p.numel() for m in (generator, discriminator) for p in m.parameters()),
         "parameters": sum(p.numel() for m in (generator, discriminator) for p in m.parameters()),
         "forward_split": "measured",
