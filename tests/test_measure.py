@@ -115,6 +115,14 @@ def test_repeats_that_disagree_are_flagged_with_the_tolerance():
     assert any("repeats' medians disagree" in w and "(> +-5%)" in w for w in verdict.warnings)
 
 
+def test_an_interval_widened_by_earlier_runs_says_so_not_that_the_repeats_disagree():
+    agreeing = [np.full(100, 1e6), np.full(100, 1.001e6)]
+    verdict = stability(agreeing, None, None, interval_halfwidth=0.12, earlier_runs=4)
+    assert not verdict.stable
+    assert verdict.warnings[0].startswith("the cell's medians in 4 earlier runs here and this one spread")
+    assert not any("disagree" in w for w in verdict.warnings)
+
+
 def test_rising_load_is_noted_but_no_doubt():
     verdict = stability([np.full(100, 1e6)], 0.2, 1.5)
     assert any("load average rose" in w for w in verdict.warnings) and verdict.stable

@@ -92,7 +92,7 @@ def test_earlier_runs_widen_the_interval_to_the_spread_between_runs_and_never_na
     half = t_975(3) * np.std([*earlier, own.center], ddof=1) * np.sqrt(2)
     assert wider.center == own.center
     assert (wider.low, wider.high) == pytest.approx((own.center - half, own.center + half))
-    assert "3 earlier runs" in wider.method
+    assert "3 earlier runs" in wider.method and wider.earlier_runs == 3 and own.earlier_runs == 0
     assert RepeatInterval.from_repeats(repeats, [1.0, 1.0]) == own  # runs that agree leave it as it was
     assert RepeatInterval.from_repeats(repeats, [1.3]) == own  # one earlier run gives no spread
 

@@ -182,16 +182,19 @@ def stability(
     load_before: float | None,
     load_after: float | None,
     interval_halfwidth: float | None = None,
+    earlier_runs: int = 0,
 ) -> Stability:
     """The verdict on a cell: stable when its repeat interval is within +-TOLERANCE (with two repeats or
     more) and no repeat's window medians drift by more than DRIFT_LIMIT. A load average that rose is noted
-    but is no doubt of its own: what counts is whether the figures moved."""
+    but is no doubt of its own: what counts is whether the figures moved. `earlier_runs`: the interval's
+    width came from the cell's medians in that many earlier runs, not from the repeats."""
     repeats = [np.asarray(r, dtype=np.float64) for r in repeats_ns]
     doubts: list[str] = []
     notes: list[str] = []
     if interval_halfwidth is not None and len(repeats) >= 2 and interval_halfwidth > TOLERANCE:
-        doubts.append(f"the {len(repeats)} repeats' medians disagree: their 95 % interval is "
-                      f"+-{interval_halfwidth:.1%} (> +-{TOLERANCE:.0%})")
+        who = (f"the cell's medians in {earlier_runs} earlier runs here and this one spread" if earlier_runs
+               else f"the {len(repeats)} repeats' medians disagree")
+        doubts.append(f"{who}: a rerun's 95 % interval is +-{interval_halfwidth:.1%} (> +-{TOLERANCE:.0%})")
     drifts = [metrics.relative_spread(np.array([np.median(w) for w in np.array_split(x, WINDOWS)]))
               for x in repeats if x.size >= 2 * WINDOWS]
     drift = max(drifts) if drifts else None

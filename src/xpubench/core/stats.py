@@ -121,6 +121,7 @@ class RepeatInterval:
     high: float
     repeats: int
     method: str
+    earlier_runs: int = 0  # the earlier runs whose medians' spread set the width; 0: the repeats' own
 
     @property
     def halfwidth(self) -> float:
@@ -145,14 +146,15 @@ class RepeatInterval:
         method = (f"t prediction interval (df {count - 1}) of a rerun's mean of {count} repeat medians, each repeat "
                   "a worker session of its own")
         earlier = [float(m) for m in earlier_medians]
+        widened_by = 0
         if len(earlier) >= 2:
             between = t_975(len(earlier)) * float(np.std([*earlier, center], ddof=1)) * math.sqrt(2.0)
             if between > half:
-                half = between
+                half, widened_by = between, len(earlier)
                 method = (f"t prediction interval (df {len(earlier)}) of a rerun's median from the medians of "
                           f"{len(earlier)} earlier runs of the cell on this machine and this one: wider than its "
                           f"{count} repeats' own")
         # No median lies outside the fastest and the slowest call measured.
         fastest, slowest = min(float(m.min()) for m in ms), max(float(m.max()) for m in ms)
         low, high = max(center - half, fastest), min(center + half, slowest)
-        return cls(center, low, high, count, method)
+        return cls(center, low, high, count, method, widened_by)

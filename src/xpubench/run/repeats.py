@@ -36,7 +36,7 @@ def combine(
     latency = LatencyStats.from_samples_ns(pooled).as_dict()
     latency.update(median=found.center, ci95_low=found.low, ci95_high=found.high)
     per_sample_ms = metrics.time_per_inference_ms(found.center, batch)
-    verdict = stability(samples, None, None, found.halfwidth)
+    verdict = stability(samples, None, None, found.halfwidth, found.earlier_runs)
     split = first.get("split")
     if split and split.get("stream"):  # a pipeline's rate is streamed (batches in flight at once), not 1 / call time
         throughput = float(np.mean([record["throughput_sps"] for record, _ in repeats]))
