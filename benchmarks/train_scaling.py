@@ -4,7 +4,7 @@ against the measured 2-worker step, with its parts, then its 8/32/128-worker pre
 interconnects beside the TPU study's figures.
 
     PYTHONPATH=src python benchmarks/train_scaling.py [--strategy torch-ddp,tf-multiworker,tf-mirrored]
-        [--steps 40] [--results DIR]
+        [--steps 200] [--results DIR]
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ SHOWN_WORKERS = (8, 32, 128)
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--strategy", default="torch-ddp,tf-multiworker,tf-mirrored")
-    parser.add_argument("--steps", default="40")
+    parser.add_argument("--steps", default="200")
     parser.add_argument("--model", default="calo-gan:tiny")
     parser.add_argument("--results", type=Path, default=Path(tempfile.mkdtemp(prefix="xpubench-train-")))
     args = parser.parse_args()

@@ -1,7 +1,8 @@
 """The concurrent compute probe: the 1-worker training cell's engine run alone, then as N independent copies at
-once (no communication between them), to measure what N workers computing together on this machine cost each
-other (shared cores, memory bandwidth, the other work of the host) and how much their steps scatter. The
-scaling model takes both from here, never from the N-worker run it predicts."""
+once (no communication between them; for tf-mirrored, N replicas of one process, each applying its own
+gradients), to measure what N workers computing together on this machine cost each other (shared cores, memory
+bandwidth, the other work of the host) and how much their steps scatter. The scaling model takes both from
+here, never from the N-worker run it predicts."""
 
 from __future__ import annotations
 
@@ -34,11 +35,8 @@ def sync_columns(reports: list[dict[str, Any]]) -> list[list[float]]:
 
 
 def stand_in(spec: TrainSpec) -> TrainSpec:
-    """The 1-worker spec whose copies the probe runs: tf-mirrored's replicas share one process, so its copies
-    are 1-worker tf-multiworker processes (the same training loop); no weight checksums, no fault."""
-    strategy = "tf-multiworker" if spec.strategy == "tf-mirrored" else spec.strategy
-    return replace(spec, strategy=strategy, workers=1, scaling="weak", batch=spec.local_batch, checksums=0,
-                   fault=None)
+    """The 1-worker spec the probe runs alone and copies: no weight checksums, no fault."""
+    return replace(spec, workers=1, scaling="weak", batch=spec.local_batch, checksums=0, fault=None)
 
 
 def _one_group(spec: TrainSpec, timeout_s: float, say: Say) -> list[dict[str, Any]]:
@@ -54,8 +52,13 @@ def concurrent_busy(spec: TrainSpec, copies: int, timeout_s: float, say: Say) ->
     one = stand_in(spec)
     # Alone before and after the copies: the host's other load drifts, and the ratio should not read that drift.
     first = _one_group(one, timeout_s, say)[0]
-    with ThreadPoolExecutor(copies) as pool:
-        groups = list(pool.map(lambda _i: _one_group(one, timeout_s, say), range(copies)))
+    if spec.strategy == "tf-mirrored":
+        # Its replicas share one process and its thread pools: the copies are that process's replicas, each
+        # applying its own gradients (no all-reduce); its replicas share its clock, so one report tells it.
+        groups = [_one_group(replace(one, workers=copies, collectives=False), timeout_s, say)]
+    else:
+        with ThreadPoolExecutor(copies) as pool:
+            groups = list(pool.map(lambda _i: _one_group(one, timeout_s, say), range(copies)))
     alone = [first, _one_group(one, timeout_s, say)[0]]
     concurrent = [reports[0] for reports in groups]
     return {"copies": copies, "strategy": one.strategy, "alone_s": [s for r in alone for s in busy_steps(r)],

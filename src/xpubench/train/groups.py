@@ -110,17 +110,20 @@ def _kill_group(proc: subprocess.Popen) -> None:
 
 def run_tf_workers(spec: TrainSpec, timeout_s: float, say: Say) -> list[dict[str, Any]]:
     """MultiWorkerMirroredStrategy over spec.workers processes, each told its place by TF_CONFIG (127.0.0.1
-    ports). This group watches them like torchrun: the first that dies ends the others."""
+    ports); or MirroredStrategy's replicas in one fresh process (its logical devices are set before TensorFlow
+    starts). This group watches them like torchrun: the first that dies ends the others."""
+    one_process = spec.strategy == "tf-mirrored"
     with tempfile.TemporaryDirectory(prefix="xpubench-mwms-") as folder:
         spec_file = Path(folder) / "spec.pkl"
         spec_file.write_bytes(pickle.dumps(spec))
-        hosts = [f"127.0.0.1:{p}" for p in free_ports(spec.workers)]
-        say(f"{spec.cell().key}: {spec.workers} TensorFlow worker(s) on {', '.join(hosts)}")
+        hosts = [] if one_process else [f"127.0.0.1:{p}" for p in free_ports(spec.workers)]
+        say(f"{spec.cell().key}: " + (f"{spec.workers} replica(s) in one TensorFlow process" if one_process
+                                      else f"{spec.workers} TensorFlow worker(s) on {', '.join(hosts)}"))
         procs = []
-        for index in range(spec.workers):
+        for index in range(1 if one_process else spec.workers):
             config = {"cluster": {"worker": hosts}, "task": {"type": "worker", "index": index}}
-            env = {**os.environ, "TF_CONFIG": json.dumps(config), "TF_CPP_MIN_LOG_LEVEL": "2",
-                   "OMP_NUM_THREADS": str(spec.threads)}
+            env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "OMP_NUM_THREADS": str(spec.threads),
+                   **({} if one_process else {"TF_CONFIG": json.dumps(config)})}
             log = open(Path(folder) / f"worker{index}.log", "w")  # noqa: SIM115 - closed with the group
             procs.append((subprocess.Popen([sys.executable, "-m", "xpubench.train.tf_worker", str(spec_file), folder],
                                            stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True),

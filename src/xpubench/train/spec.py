@@ -52,6 +52,9 @@ class TrainSpec:
     collective_timeout_s: float = 120.0  # a collective that waits longer fails the cell (a peer is gone)
     seed: int = 1234
     fault: Fault | None = field(default=None)
+    # False: the concurrent compute probe of tf-mirrored, whose replicas share one process: each replica
+    # applies its own gradients, no all-reduce, so the probe times their compute side by side and nothing else.
+    collectives: bool = True
     device: str = "cpu"
 
     def __post_init__(self) -> None:
