@@ -39,7 +39,8 @@ def add_parser(studies: argparse._SubParsersAction) -> None:
         "batching and with --max-batch 1, loaded by `xpubench load`'s closed loop at a few concurrencies (each "
         "level a stored `load` cell), the service model fitted on some levels and checked on the others. Prints "
         "the study's tables with SONIC's figures beside ours. Default: facile and toptag-resnet, six levels of "
-        "4 s per server (about ten minutes on 2 cores); --quick: FACILE at its tiny size (about a minute).",
+        "4 s per server (about four minutes on 2 cores, training included); --quick: FACILE at its tiny size "
+        "(about a minute).",
         epilog=epilog(),
     )
     p.add_argument("--quick", action="store_true", help="FACILE at its tiny size, three short levels (a smoke test)")

@@ -10,7 +10,7 @@ from xpubench.core.measure import MeasureConfig
 from xpubench.loadgen.model import HELD_OUT_TARGET, LoadPoint, ServiceModel, points_from, split_held_out
 from xpubench.report.table import num
 from xpubench.run.matrix import Matrix
-from xpubench.studies.seeds import NOT_APPLICABLE, Table, base
+from xpubench.studies.seeds import NOT_APPLICABLE, QUICK_MEASURE, STUDY_MEASURE, Table, base
 
 Record = dict[str, Any]
 MODES = ("quick", "default")
@@ -59,13 +59,9 @@ class Plan:
                       precisions=(PRECISION,), measure=self.measure, repeats=1)
 
 
-QUICK_MEASURE = MeasureConfig(warmup_runs=1, warmup_time_s=0.0, min_runs=5, min_time_s=0.05, max_time_s=5.0)
-STUDY_MEASURE = MeasureConfig(warmup_runs=3, warmup_time_s=0.1, min_runs=20, min_time_s=0.5, max_time_s=10.0)
-
-
 def plan(mode: str = "default", models: Sequence[str] | None = None) -> Plan:
     """`quick`: FACILE at its tiny size, three levels of 1.5 s (about a minute); `default`: both networks, six
-    levels of 4 s (about ten minutes on 2 cores, training on first use included)."""
+    levels of 4 s (about four minutes on 2 cores, training on first use included)."""
     if mode not in MODES:
         raise ValueError(f"unknown study mode {mode!r}: choose from {', '.join(MODES)}")
     quick = mode == "quick"
