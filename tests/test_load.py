@@ -14,6 +14,7 @@ from tests.test_metrics_doc import defined, fields
 from xpubench.loadgen.model import LoadPoint, ServiceModel, split_held_out
 from xpubench.loadgen.profile import server_breakdown, windows_stable
 from xpubench.loadgen.schedule import LoadLevel, schedule, shares
+from xpubench.store import ResultStore
 
 pytest.importorskip("tritonclient.grpc")
 pytest.importorskip("uvicorn")
@@ -78,6 +79,13 @@ def test_closed_and_open_loop_are_stored_with_the_servers_breakdown_and_shown(re
     shown = run_cli("show", "--results", str(results))
     assert shown.returncode == 0, shown.stderr
     assert "oip-grpc[arrivals=constant,rate=150]" in shown.stdout
+    html = tmp_path / "report.html"
+    with ResultStore(results, create=False) as store:
+        run_ids = [r["run_id"] for r in store.runs()]  # the closed and the open loop
+    reported = run_cli("report", *run_ids, "--results", str(results), "--html", str(html))
+    assert reported.returncode == 0, reported.stderr
+    page = html.read_text()
+    assert '<section id="load">' in page and 'id="plot-load-curves"' in page and 'id="plot-load-batches"' in page
 
 
 def test_an_open_loop_far_past_capacity_says_so(slow_onnx, tmp_path):

@@ -327,8 +327,17 @@ def render(data: ReportData, plots: Sequence[Any]) -> str:
         figures.append(f'<figure id="plot-{plot.name}" class="plot"><h3>{escape(plot.title)}</h3>'
                        f"{to_svg(plot.figure, plot.name)}<figcaption>{escape(plot.caption)}</figcaption></figure>")
     by_name = {p.name: f for p, f in zip(plots, figures, strict=True)}
+
+    def drawn(prefix: str) -> str:
+        return "".join(f for name, f in by_name.items() if name.startswith(prefix))
+
+    # Sections that only some runs have: served load levels, split cells.
+    optional = [(sid, name, drawn(prefix)) for sid, name, prefix in (
+        ("load", "Served load: throughput, latency and the batches formed", "load-"),
+        ("timelines", "Split timelines and speed-up attribution", "timeline-"),
+    )]
     main_plots = ["latency-vs-batch", "pareto", "energy", "price"]
-    confusion = "".join(f for name, f in by_name.items() if name.startswith("confusion-"))
+    confusion = drawn("confusion-")
     cell_columns = [*columns_for(records), *columns_for_extra(records)]
     fidelity_columns = [c for c in FIDELITY_COLUMNS if shown(c, measured)]
     title = ", ".join(r["run_id"] for r in data.runs)
@@ -341,9 +350,7 @@ def render(data: ReportData, plots: Sequence[Any]) -> str:
          + table_html(measured, fidelity_columns, "fidelity-table", multi_run=multi_run)
          + "<h3>Confusion matrices</h3>" + confusion_note(measured, plots) + confusion),
         ("distributions", "Latency distributions", by_name["latency-distribution"]),
-        *([("timelines", "Split timelines and speed-up attribution",
-             "".join(f for name, f in by_name.items() if name.startswith("timeline-")))]
-          if any(name.startswith("timeline-") for name in by_name) else []),
+        *[(sid, name, html) for sid, name, html in optional if html],
         ("cells", "Every cell",
          f"<p class=note>★ {escape(BEST_NOTE)}. Click a header to sort; type to filter.</p>"
          + table_html(records, cell_columns, "cells-table", best_per_model(records), multi_run)
