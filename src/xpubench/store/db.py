@@ -427,10 +427,7 @@ class ResultStore:
         rows = self._read("SELECT * FROM runs WHERE run_id = ?", (run_id,))
         if not rows:
             raise UsageError(f"no run {run_id!r} in {self.folder}: `xpubench show --list` lists the runs")
-        run = dict(rows[0])
-        run["environment"] = json.loads(run["environment"])
-        run["request"] = json.loads(run["request"]) if run.get("request") else None
-        return run
+        return _parsed_run(rows[0])
 
     def cell_keys(self, run_id: str) -> set[str]:
         """The keys of the cells the run has stored."""
@@ -449,12 +446,12 @@ class ResultStore:
         newest first, at most `limit`: the spread between runs, which a run's own repeats cannot see."""
         setup = _setup(self.run(run_id))
         rows = self._read(
-            """SELECT c.median_ms, r.run_id FROM cells c JOIN runs r ON r.run_id = c.run_id
+            """SELECT c.median_ms, r.* FROM cells c JOIN runs r ON r.run_id = c.run_id
                WHERE c.key = ? AND c.status = 'ok' AND c.run_id != ? AND c.median_ms IS NOT NULL
                ORDER BY c.id DESC LIMIT ?""",
             (key, run_id, limit * 5),
         )
-        found = [float(r["median_ms"]) for r in rows if _setup(self.run(r["run_id"])) == setup]
+        found = [float(r["median_ms"]) for r in rows if _setup(_parsed_run(r)) == setup]
         return found[:limit]
 
     def repeats(self, run_id: str) -> dict[str, list[tuple[dict[str, Any], np.ndarray]]]:
@@ -472,6 +469,14 @@ class ResultStore:
         if not rows or rows[0]["samples_ns"] is None:
             return np.empty(0, dtype=np.int64)
         return np.frombuffer(rows[0]["samples_ns"], dtype="<i8")
+
+
+def _parsed_run(row: sqlite3.Row) -> dict[str, Any]:
+    """A runs row with its environment and request read from their JSON."""
+    run = dict(row)
+    run["environment"] = json.loads(run["environment"])
+    run["request"] = json.loads(run["request"]) if run.get("request") else None
+    return run
 
 
 def _setup(run: dict[str, Any]) -> tuple[Any, ...]:

@@ -39,27 +39,23 @@ def stand_in(spec: TrainSpec) -> TrainSpec:
     return replace(spec, workers=1, scaling="weak", batch=spec.local_batch, checksums=0, fault=None)
 
 
-def _one_group(spec: TrainSpec, timeout_s: float, say: Say) -> list[dict[str, Any]]:
-    from xpubench.train.groups import run_tf_workers, run_torchrun
-
-    return run_torchrun(spec, timeout_s, say) if spec.strategy == "torch-ddp" else run_tf_workers(spec, timeout_s, say)
-
-
 def concurrent_busy(spec: TrainSpec, copies: int, timeout_s: float, say: Say) -> dict[str, Any]:
     """{"copies", "strategy": the engine the copies ran, "alone_s": [per-step busy s of one copy alone, run
     before and after the copies], "concurrent_s": [the same, pooled over `copies` copies started at once],
     "segments_alone_s" and "segments_concurrent_s": [per sync point: [the work before it, s]]}."""
+    from xpubench.train.groups import run_group
+
     one = stand_in(spec)
     # Alone before and after the copies: the host's other load drifts, and the ratio should not read that drift.
-    first = _one_group(one, timeout_s, say)[0]
+    first = run_group(one, timeout_s, say)[0]
     if spec.strategy == "tf-mirrored":
         # Its replicas share one process and its thread pools: the copies are that process's replicas, each
         # applying its own gradients (no all-reduce); its replicas share its clock, so one report tells it.
-        groups = [_one_group(replace(one, workers=copies, collectives=False), timeout_s, say)]
+        groups = [run_group(replace(one, workers=copies, collectives=False), timeout_s, say)]
     else:
         with ThreadPoolExecutor(copies) as pool:
-            groups = list(pool.map(lambda _i: _one_group(one, timeout_s, say), range(copies)))
-    alone = [first, _one_group(one, timeout_s, say)[0]]
+            groups = list(pool.map(lambda _i: run_group(one, timeout_s, say), range(copies)))
+    alone = [first, run_group(one, timeout_s, say)[0]]
     concurrent = [reports[0] for reports in groups]
     return {"copies": copies, "strategy": one.strategy, "alone_s": [s for r in alone for s in busy_steps(r)],
             "concurrent_s": [s for r in concurrent for s in busy_steps(r)],

@@ -9,7 +9,6 @@ import json
 import os
 import pickle
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -18,6 +17,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from xpubench.run.ports import free_ports
 from xpubench.train.spec import TrainSpec
 
 Say = Callable[[str], None]
@@ -26,18 +26,6 @@ _TAIL = 4000
 
 class TrainingFailed(Exception):
     """The worker group broke (a worker died, a collective timed out): the message is the reason."""
-
-
-def free_ports(count: int) -> list[int]:
-    """Ports free on 127.0.0.1 now (held open together, so they differ)."""
-    sockets = [socket.socket() for _ in range(count)]
-    try:
-        for s in sockets:
-            s.bind(("127.0.0.1", 0))
-        return [s.getsockname()[1] for s in sockets]
-    finally:
-        for s in sockets:
-            s.close()
 
 
 def _read_reports(folder: Path, workers: int) -> list[dict[str, Any]]:
@@ -58,6 +46,12 @@ def _death(code: int) -> str:
             return f"killed by {signal.Signals(-code).name}"
         return f"killed by signal {-code}"
     return f"exited with code {code}"
+
+
+def run_group(spec: TrainSpec, timeout_s: float, say: Say) -> list[dict[str, Any]]:
+    """`spec`'s training in fresh processes: torchrun's workers, or TensorFlow's (one process for Mirrored); the
+    workers' reports, or TrainingFailed."""
+    return run_torchrun(spec, timeout_s, say) if spec.strategy == "torch-ddp" else run_tf_workers(spec, timeout_s, say)
 
 
 def run_torchrun(spec: TrainSpec, timeout_s: float, say: Say) -> list[dict[str, Any]]:

@@ -29,7 +29,7 @@ def probe(bucket_bytes: Sequence[int], repeats: int = DEFAULT_REPEATS, timeout_s
     "bandwidth_bps", "alpha_s"}, and with `gaps_s` (the compute before each bucket, s) "gaps_s",
     "after_compute_s" (mean, every bucket, each after its gap) and "resume_s" (that mean - allreduce_s, at
     least 0); a bare int is one bucket of that many bytes."""
-    from xpubench.train.groups import free_ports
+    from xpubench.run.ports import free_ports
 
     buckets = [int(b) for b in ([bucket_bytes] if isinstance(bucket_bytes, int) else bucket_bytes)]
     port = free_ports(1)[0]

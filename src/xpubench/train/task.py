@@ -42,7 +42,7 @@ class TrainCellTask:
         from xpubench.hardware.host import load_average
         from xpubench.train.breakdown import cell_result
         from xpubench.train.feed import load_split, model_facts
-        from xpubench.train.groups import TrainingFailed, run_tf_workers, run_torchrun
+        from xpubench.train.groups import TrainingFailed, run_group
         from xpubench.train.spec import steps_for_epochs
 
         spec = self.spec
@@ -50,14 +50,7 @@ class TrainCellTask:
         load_split(facts)  # generated and cached once here, not by every worker at the same time
         load_before = load_average()
         try:
-            if spec.strategy == "torch-ddp":
-                reports = run_torchrun(spec, self.timeout_s, say)
-            elif spec.strategy == "tf-multiworker":
-                reports = run_tf_workers(spec, self.timeout_s, say)
-            else:
-                from xpubench.train.tf_loop import mirrored
-
-                reports = mirrored(spec)
+            reports = run_group(spec, self.timeout_s, say)
         except TrainingFailed as exc:
             return CellResult.not_measured(spec.cell(), "failed", str(exc))
         steps_per_epoch = steps_for_epochs(1, facts.train_events, spec.global_batch)
