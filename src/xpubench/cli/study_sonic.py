@@ -7,7 +7,6 @@ import argparse
 import contextlib
 import json
 import shlex
-import socket
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -139,12 +138,13 @@ def served(model: str, name: str, max_batch: int, launcher: Launcher, say: Say) 
     """`xpubench serve MODEL --max-batch N` on free loopback ports, in a launcher's worker, until the block ends
     (an error and Ctrl-C included): asked to stop (SIGINT: it answers what it accepted), killed if it lingers."""
     from xpubench.loadgen.transport import Endpoint
+    from xpubench.run.ports import free_ports
     from xpubench.serve.model import ServeSpec
     from xpubench.serve.policy import BatchingPolicy
     from xpubench.serve.task import DEFAULT_HOST, ServeTask
     from xpubench.studies.sonic import BACKEND, PRECISION
 
-    http_port, grpc_port = _free_port(), _free_port()
+    http_port, grpc_port = free_ports(2)
     spec = ServeSpec(model, BACKEND, {}, PRECISION, None, 1, 1, BatchingPolicy(max_batch), {}, name)
     running = launcher.start(ServeTask(spec, http_port, grpc_port, DEFAULT_HOST),
                              lambda line: say(f"xpubench serve: {line}"))
@@ -175,9 +175,3 @@ def _wait_ready(endpoint: Endpoint, name: str, running: Running) -> None:
     finally:
         client.close()
     raise UsageError(f"the server of {name} was not ready within {READY_TIMEOUT_S:g} s")
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
