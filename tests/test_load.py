@@ -4,6 +4,7 @@ arithmetic on synthetic data."""
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -11,8 +12,8 @@ import pytest
 
 from tests.conftest import run_cli
 from tests.test_metrics_doc import defined, fields
-from xpubench.loadgen.model import LoadPoint, ServiceModel, split_held_out
-from xpubench.loadgen.profile import server_breakdown, windows_stable
+from xpubench.loadgen.model import LoadPoint, ServiceModel, points_from, split_held_out
+from xpubench.loadgen.profile import LevelSettings, level_result, server_breakdown, unsettled, windows_stable
 from xpubench.loadgen.schedule import LoadLevel, schedule, shares
 from xpubench.store import ResultStore
 
@@ -48,10 +49,17 @@ def load(url: str, model: str, results: Path, out: Path, *options: str):
 
 def test_closed_and_open_loop_are_stored_with_the_servers_breakdown_and_shown(relu_onnx, tmp_path):
     results, out = tmp_path / "r", tmp_path / "load.json"
-    with serving(relu_onnx, "--max-batch", "8", "--max-queue-delay-us", "2000") as server:
-        done = load(f"http://{server.http}", "relu", results, out, "--concurrency", "1,8", "--clients", "2")
+    last = max(os.sched_getaffinity(0))  # the server on CPU 0, the clients on the last: apart where there are two
+    with serving(relu_onnx, "--max-batch", "8", "--max-queue-delay-us", "2000", "--pin", "0") as server:
+        status = Path(f"/proc/{server.process.pid}/status").read_text()
+        assert "Cpus_allowed_list:\t0\n" in status
+        done = load(f"http://{server.http}", "relu", results, out, "--concurrency", "1,8", "--clients", "2",
+                    "--pin", str(last))
         assert done.returncode == 0, done.stderr
         closed = json.loads(out.read_text())["cells"]
+        assert all(r["scenario_result"]["client_cpus"] == [last] for r in closed)
+        wrong = load(f"http://{server.http}", "relu", results, out, "--concurrency", "1", "--pin", "4096")
+        assert wrong.returncode == 2 and "--pin" in wrong.stderr and "Traceback" not in wrong.stderr
         done = load(f"grpc://{server.grpc}", "relu", results, out, "--rate", "150", "--arrivals", "constant")
         assert done.returncode == 0, done.stderr
         open_loop = json.loads(out.read_text())["cells"]
@@ -60,6 +68,8 @@ def test_closed_and_open_loop_are_stored_with_the_servers_breakdown_and_shown(re
         sr = r["scenario_result"]
         assert r["status"] == "ok" and r["scenario"] == "load" and sr["served"] > 0 and sr["errors"] == 0
         assert sr["p50_ms"] <= sr["p90_ms"] <= sr["p99_ms"] and len(sr["windows"]) == 5
+        # Measured again while its windows disagreed, three times at most (the default --max-trials).
+        assert sr["stable_windows"] or sr["trials"] == 3 or sr["verdict"].startswith("past capacity")
         server_figures = sr["server"]
         assert server_figures["requests"] >= sr["served"]  # the server also counted the warm-up
         assert server_figures["compute_infer_ms"] > 0 and server_figures["queue_ms"] >= 0
@@ -124,6 +134,30 @@ def test_schedules_are_seeded_and_shared_out():
     assert [s for s, _ in shares(LoadLevel(concurrency=2), 4, None)] == [1, 1]
 
 
+def _level(level: LoadLevel, done_s: np.ndarray, latency_s: float | np.ndarray):
+    """A level's result from one client process that answered at `done_s` (seconds into a 5 s level)."""
+    done = (done_s * 1e9).astype(np.int64)
+    sent = done - (np.asarray(latency_s) * 1e9).astype(np.int64)
+    part = {"scheduled_ns": sent, "sent_ns": sent, "done_ns": done, "send_ns": np.zeros_like(done),
+            "recv_ns": np.zeros_like(done), "senders": 1, "max_in_flight": 1, "cpu_busy": 0.5, "cpu_s": 2.0}
+    settings = LevelSettings("grpc://127.0.0.1:1", "grpc", "m", 1, 1, 5.0, 1.0, 0)
+    return level_result(level, settings, [part], None, None)
+
+
+def test_a_level_whose_windows_disagree_is_measured_again_unless_past_capacity():
+    steady = _level(LoadLevel(concurrency=1), np.arange(1.0, 5.0, 0.001), 0.001)
+    assert steady.scenario_result["stable_windows"] and not unsettled(steady)
+    assert steady.scenario_result["client_cpu_ms"] == pytest.approx(2e3 / 4000, rel=0.01)
+    # Answers slow down tenfold in the last window: the last three windows disagree.
+    slowing = _level(LoadLevel(concurrency=1), np.concatenate([np.arange(1.0, 4.2, 0.001),
+                                                               np.arange(4.2, 5.0, 0.01)]), 0.001)
+    assert not slowing.scenario_result["stable_windows"] and unsettled(slowing)
+    # An open loop whose latency grows over the level is past capacity: measuring again would not settle it.
+    done = np.arange(1.0, 5.0, 0.01)
+    growing = _level(LoadLevel(rate=200.0), done, np.linspace(0.001, 1.0, done.size))
+    assert growing.scenario_result["verdict"].startswith("past capacity") and not unsettled(growing)
+
+
 def test_windows_and_the_statistics_difference():
     steady = [{"throughput_rps": 100.0, "p50_ms": 1.0}] * 2 + [{"throughput_rps": v, "p50_ms": 1.0}
                                                               for v in (95.0, 100.0, 105.0)]
@@ -146,24 +180,50 @@ def test_windows_and_the_statistics_difference():
 
 
 def test_the_service_model_recovers_a_known_server_and_predicts_held_out_levels():
-    true = ServiceModel(s0_ms=0.5, s1_ms=0.05, instances=1, max_batch=32, t_lat_ms=0.3, front_ms=0.1, alpha=0.5)
-    points = [LoadPoint(n, *true.predict(n)[:2]) for n in (1, 2, 4, 8, 16, 32, 64)]
+    true = ServiceModel(s0_ms=0.5, s1_ms=0.05, instances=1, max_batch=32, t_lat_ms=0.3, client_ms=0.1, front_ms=0.2)
+    points = [LoadPoint(n, *true.predict(n)[:2], client_cpu_ms=0.12) for n in (1, 2, 4, 8, 16, 32, 64)]
     fit, held = split_held_out(points)
     assert [p.clients for p in held] == [2, 8, 32]
     model = ServiceModel.fit({b: float(true.service_ms(b)) for b in (1, 2, 4, 8, 16, 32)}, fit, 1, 32)
     assert model.s0_ms == pytest.approx(0.5) and model.s1_ms == pytest.approx(0.05)
+    assert model.front_ms == pytest.approx(0.2, abs=0.02) and model.client_ms <= 0.12  # the clients' measured CPU
     for row in model.errors(held):
         assert abs(row["throughput_error"]) < 0.02 and abs(row["latency_error"]) < 0.02
-    # Little's law holds at every prediction; throughput rises and saturates below capacity.
+    # One request alone queues behind nothing; throughput rises and saturates below capacity; Little's law.
+    assert true.predict(1)[1] == pytest.approx(0.3 + 0.1 + 0.2 + 0.55)
     x = [model.predict(n)[0] for n in (1, 4, 64, 256)]
-    assert x == sorted(x) and x[-1] < model.capacity_rps
-    x64, r64, _ = model.predict(64)
+    assert x == sorted(x) and x[-1] <= model.capacity_rps * (1 + 1e-9)
+    assert x[-1] == pytest.approx(model.capacity_rps, rel=0.01)
+    x64, r64, b64 = model.predict(64)
     assert x64 * r64 / 1e3 == pytest.approx(64, rel=1e-3)
+    assert 1 < b64 <= 32  # the batcher forms batches under load
+
+
+def test_the_service_model_without_batching_is_a_closed_network_of_queues():
+    """Max batch 1, no client work, no delay: one queue of service time S; N requests keep it busy from N = 1,
+    so throughput is 1/S at every N and latency N S (the exact answer of mean value analysis)."""
+    m = ServiceModel(s0_ms=2.0, s1_ms=0.0, instances=1, max_batch=1, t_lat_ms=0.0, client_ms=0.0, front_ms=0.0)
+    for n in (1, 3, 10):
+        x, r, b = m.predict(n)
+        assert x == pytest.approx(500.0) and r == pytest.approx(2.0 * n) and b == pytest.approx(1.0)
+    # Two queues of equal service S with N = 2 in flight: X = 2 / (S (1 + 1/2) + S (1 + 1/2)) = 2 / 3S.
+    two = ServiceModel(s0_ms=1.0, s1_ms=0.0, instances=1, max_batch=1, t_lat_ms=0.0, client_ms=1.0, front_ms=0.0)
+    assert two.predict(2)[0] == pytest.approx(1e3 * 2 / 3)
+
+
+def test_a_level_measured_in_rounds_is_one_point_at_its_medians():
+    def record(clients: int, rps: float, mean_ms: float, cpu: float | None) -> dict:
+        return {"status": "ok", "scenario": "load", "latency_ms": {"mean": mean_ms},
+                "scenario_result": {"concurrency": clients, "throughput_rps": rps, "client_cpu_ms": cpu}}
+
+    rounds = [record(2, 900.0, 2.2, 0.3), record(1, 500.0, 2.0, None), record(2, 1000.0, 2.0, 0.2),
+              record(2, 1500.0, 1.3, 0.25), {**record(2, 1.0, 99.0, 9.0), "status": "failed"}]
+    assert points_from(rounds) == [LoadPoint(1, 500.0, 2.0, None), LoadPoint(2, 1000.0, 2.0, 0.25)]
 
 
 def test_sonic_terms_follow_the_formula():
-    model = ServiceModel(s0_ms=2.0, s1_ms=0.0, instances=2, max_batch=1, t_lat_ms=1.0, front_ms=0.0, alpha=1.0,
-                         t_cpu_ms=3.0)
+    model = ServiceModel(s0_ms=1.5, s1_ms=0.0, instances=2, max_batch=1, t_lat_ms=0.75, client_ms=0.25,
+                         front_ms=0.5, t_cpu_ms=3.0)
     t = model.sonic_terms()
     assert t["t_gpu_ms"] == 2.0 and t["t_ideal_ms"] == 6.0 and t["saturation_clients_per_instance"] == 3.0
     assert model.t_sonic_ms(2) == pytest.approx(6.0)  # one client per instance: unsaturated

@@ -24,7 +24,7 @@ def test_quick_study_stores_both_kinds_of_cells_prints_its_tables_and_stops_its_
     found = json.loads(out.read_text())
     with ResultStore(results, create=False) as store:
         in_process = store.cells(found["in_process_run"])
-        loads = {policy: store.cells(run_id) for policy, run_id in found["load_runs"].items()}
+        loads = {policy: store.cells(run_id) for policy, (run_id,) in found["load_runs"].items()}  # one round
     assert sorted(r["batch_size"] for r in in_process) == [1, 8, 32]
     assert all(r["status"] == "ok" and r["scenario"] == "single-stream" for r in in_process)
     assert set(loads) == {"dynamic", "none"}
@@ -33,6 +33,8 @@ def test_quick_study_stores_both_kinds_of_cells_prints_its_tables_and_stops_its_
         assert all(r["status"] == "ok" and r["scenario"] == "load" and r["model"] == "facile" for r in records)
         config = records[0]["scenario_result"]["server_config"]
         assert config["max_batch_size"] == (32 if policy == "dynamic" else 1)
+        if len(os.sched_getaffinity(0)) > 1:  # the server on half the CPUs, its clients on the other half
+            assert all(r["scenario_result"]["client_cpus"] for r in records)
     assert all(r["scenario_result"]["server"]["avg_batch"] == 1 for r in loads["none"])
     missing = sorted(set().union(*(fields(r) for r in in_process + loads["dynamic"])) - defined())
     assert not missing, f"fields stored but not defined in docs/metrics.md: {missing}"
@@ -40,7 +42,8 @@ def test_quick_study_stores_both_kinds_of_cells_prints_its_tables_and_stops_its_
     text = done.stdout
     assert row(text, "in each client (CPU) [ms]")[2] == "16 ms"  # SONIC's FACILE beside ours
     assert float(row(text, "in each client (CPU) [ms]")[1]) > 0 and float(row(text, "as a service [ms]")[1]) > 0
-    for label in ("t_GPU = S(1) [ms]", "t_latency [ms]", "saturation: clients per instance", "capacity [req/s]"):
+    for label in ("t_GPU = front + S(1) [ms]", "t_latency [ms]", "saturation: clients per instance",
+                  "server capacity [req/s]", "the clients' own limit [req/s]"):
         assert len(row(text, label)) == 4, label
     assert row(text, "saturation: clients per instance")[3] == "68 CPU processes per T4"
     assert [row(text, str(n))[0] for n in (1, 4, 8)] == ["1", "4", "8"] and "batching gain" in text

@@ -8,8 +8,9 @@ import shlex
 import sys
 from pathlib import Path
 
-from xpubench.cli.options import add_results_option, positive_int_list, require_serve_extra
+from xpubench.cli.options import add_results_option, pin_cpus, positive_int_list, require_serve_extra
 from xpubench.errors import UsageError
+from xpubench.run.limits import LOAD_TRIALS
 
 
 def rate_list(text: str) -> tuple[float, ...]:
@@ -50,6 +51,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--batch", type=int, default=1, metavar="B", help="samples per request (default: 1)")
     p.add_argument("--clients", type=int, default=None, metavar="N",
                    help="client processes (default: one per 8 in flight or 1000 req/s, at most the CPUs)")
+    p.add_argument("--max-trials", type=int, default=LOAD_TRIALS, metavar="K",
+                   help="measure a level whose last 3 windows differ by more than 10 %% again, up to K times in all "
+                   f"(perf_analyzer's rule; default: {LOAD_TRIALS}); the last trial is stored")
+    p.add_argument("--pin", default=None, metavar="CPUS",
+                   help="run the client processes on these CPUs only, e.g. 1 or 2-3: keep them off a local server's "
+                   "CPUs (xpubench serve --pin) as if they were other machines (default: no pinning)")
     p.add_argument("--drain", type=float, default=10.0, metavar="S",
                    help="seconds the last requests may take after a level's end; later ones count unanswered "
                    "(default: 10)")
@@ -73,7 +80,8 @@ def execute(args: argparse.Namespace) -> int:
     except ValueError as exc:
         raise UsageError(str(exc)) from None
     request = LoadRequest(Endpoint.parse(args.url, args.protocol), args.model, levels, args.duration, args.batch,
-                          args.clients, args.seed, args.warmup, args.drain)
+                          args.clients, args.seed, args.warmup, args.drain, pin_cpus(args.pin),
+                          args.max_trials)
     target = probe(request)
     command = shlex.join(["xpubench", *sys.argv[1:]]) if sys.argv[1:2] == ["load"] else "xpubench load"
     clients = max(request.clients_for(level) for level in levels)
@@ -85,7 +93,7 @@ def execute(args: argparse.Namespace) -> int:
         run_id = store.start_run(collect([1]), command=command)
         status = "interrupted"
         try:
-            with ProcessLauncher(warm=max(WARM_WORKERS, clients)) as launcher:
+            with ProcessLauncher(request.cpus, warm=max(WARM_WORKERS, clients)) as launcher:
                 results = run_levels(request, launcher, store, run_id, say, target)
             status = "finished"
         finally:

@@ -119,6 +119,19 @@ SETTING_FLAGS = {
 }
 
 
+def pin_cpus(text: str | None) -> tuple[int, ...] | None:
+    """--pin's CPU list, checked (None when not given); a one-line error when it is not one."""
+    from xpubench.errors import UsageError
+    from xpubench.run.pins import parse_cpus
+
+    if text is None:
+        return None
+    try:
+        return parse_cpus(text)
+    except ValueError as exc:
+        raise UsageError(f"--pin {exc}") from None
+
+
 def require_serve_extra(command: str) -> None:
     """A one-line error when the `serve` extra (tritonclient, uvicorn, grpcio) is not installed."""
     import importlib.util

@@ -19,6 +19,7 @@ from xpubench.cli.options import (
     int_range_option,
     measure_config,
     name_list,
+    pin_cpus,
     positive_int_list,
     precision_list,
     shape_option,
@@ -138,7 +139,7 @@ def execute(args: argparse.Namespace) -> int:
             progress.say(f"resuming run {args.resume}: {session.cell_count} cells, results in {session.store.path}")
             return measure_session(args, session, progress)
     matrix = _matrix(args)
-    pin = _pin(args.pin)
+    pin = pin_cpus(args.pin)
     if pin and args.cluster:
         raise UsageError("--pin sets this machine's CPUs, not a cluster's: pin each dask worker instead "
                          "(taskset -c CPUS dask worker ...) and drop --pin")
@@ -214,17 +215,6 @@ def _timings(names: tuple[str, ...]) -> tuple[str, ...]:
         if name not in TIMING_MODES:
             raise UsageError(f"unknown timing {name!r}: choose from {', '.join(TIMING_MODES)}")
     return tuple(dict.fromkeys(names))
-
-
-def _pin(text: str | None) -> tuple[int, ...] | None:
-    from xpubench.run.pins import parse_cpus
-
-    if text is None:
-        return None
-    try:
-        return parse_cpus(text)
-    except ValueError as exc:
-        raise UsageError(f"--pin {exc}") from None
 
 
 def measure_session(args: argparse.Namespace, session: Session, progress: ProgressBar) -> int:

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
-from xpubench.cli.options import positive_int_list, require_serve_extra, shape_option
+from xpubench.cli.options import pin_cpus, positive_int_list, require_serve_extra, shape_option
 from xpubench.errors import UsageError
 
 
@@ -38,6 +39,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="reject a request that waited longer in the queue, in microseconds (default: 0, none)")
     p.add_argument("--http-port", type=int, default=8000, metavar="P", help="REST port (default: 8000)")
     p.add_argument("--grpc-port", type=int, default=8001, metavar="P", help="gRPC port (default: 8001)")
+    p.add_argument("--pin", default=None, metavar="CPUS",
+                   help="run the server on these CPUs only, e.g. 0 or 0-1 (default: no pinning)")
     p.add_argument("--host", default="127.0.0.1", metavar="H", help="the address to bind (default: 127.0.0.1)")
     p.add_argument("--name", default=None, metavar="NAME",
                    help="the model's name in the protocol (default: the zoo name or the file's stem)")
@@ -67,6 +70,9 @@ def execute(args: argparse.Namespace) -> int:
         raise UsageError(str(exc).replace("_", "-")) from None
     spec = ServeSpec(args.model, backend, options, args.precision, args.device, args.threads, args.instances,
                      policy, dict(args.shape), args.name)
+    pin = pin_cpus(args.pin)
+    if pin:
+        os.sched_setaffinity(0, pin)  # before a runtime sizes its thread pools
 
     def say(line: str) -> None:
         print(f"xpubench serve: {line}", file=sys.stderr, flush=True)

@@ -37,9 +37,9 @@ def add_parser(studies: argparse._SubParsersAction) -> None:
         "a batch sweep, stored like `xpubench run`), then served by `xpubench serve` on 127.0.0.1 with dynamic "
         "batching and with --max-batch 1, loaded by `xpubench load`'s closed loop at a few concurrencies (each "
         "level a stored `load` cell), the service model fitted on some levels and checked on the others. Prints "
-        "the study's tables with SONIC's figures beside ours. Default: facile and toptag-resnet, six levels of "
-        "4 s per server (about four minutes on 2 cores, training included); --quick: FACILE at its tiny size "
-        "(about a minute).",
+        "the study's tables with SONIC's figures beside ours. Default: facile and toptag-resnet, six levels of 3 s "
+        "per server in three rounds, each round a run (about eight minutes on 2 cores, training included); "
+        "--quick: FACILE at its tiny size, one round (about a minute).",
         epilog=epilog(),
     )
     p.add_argument("--quick", action="store_true", help="FACILE at its tiny size, three short levels (a smoke test)")
@@ -68,9 +68,10 @@ def execute(args: argparse.Namespace) -> int:
 def _measure(study: Plan, args: argparse.Namespace) -> int:
     from xpubench.report.progress import ProgressBar
     from xpubench.run.launcher import ProcessLauncher
+    from xpubench.run.pins import allowed_cpus, format_cpus
     from xpubench.run.session import Session
     from xpubench.run.sweep import SweepEvents
-    from xpubench.studies.sonic import POLICIES, measured, render, summary
+    from xpubench.studies.sonic import POLICIES, cpu_split, measured, render, summary
 
     progress = ProgressBar(sys.stderr)
     started = time.monotonic()
@@ -86,18 +87,22 @@ def _measure(study: Plan, args: argparse.Namespace) -> int:
             return ending.exit_code
         in_process = running.store.cells(ending.run_id)
         loads: dict[str, list[dict[str, Any]]] = {}
-        load_runs: dict[str, str] = {}
-        with ProcessLauncher(warm=0) as launcher:
+        load_runs: dict[str, list[str]] = {}
+        server_cpus, client_cpus = cpu_split(allowed_cpus())
+        if server_cpus:
+            progress.say(f"the servers run on CPU {format_cpus(server_cpus)}, their clients on CPU "
+                         f"{format_cpus(client_cpus or ())}")
+        with ProcessLauncher(server_cpus, warm=0) as servers, ProcessLauncher(client_cpus, warm=0) as clients:
             for policy, max_batch in POLICIES:
-                run_id, records = _load_run(study, policy, max_batch, running.store, launcher, command,
-                                            ending.run_id, progress.say)
-                load_runs[policy], loads[policy] = run_id, records
+                run_ids, records = _load_runs(study, policy, max_batch, running.store, (servers, clients), command,
+                                              ending.run_id, progress.say, (server_cpus, client_cpus))
+                load_runs[policy], loads[policy] = run_ids, records
     studies = measured(in_process, loads, study.models)
     print(render(studies))
-    runs = " ".join([ending.run_id, *load_runs.values()])
+    runs = " ".join([ending.run_id, *(run_id for ids in load_runs.values() for run_id in ids)])
     print(f"\nruns {runs} ({time.monotonic() - started:.0f} s) in {args.results}: the in-process run, then the load "
-          f"with dynamic batching and with max batch 1; xpubench show / report read them, `xpubench compare "
-          f"{load_runs['none']} {load_runs['dynamic']}` sets the two servers side by side")
+          f"with dynamic batching and with max batch 1, one run per round; xpubench show / report read them, "
+          f"`xpubench compare {load_runs['none'][0]} {load_runs['dynamic'][0]}` sets the two servers side by side")
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps({"in_process_run": ending.run_id, "load_runs": load_runs,
@@ -107,30 +112,44 @@ def _measure(study: Plan, args: argparse.Namespace) -> int:
     return max(codes)
 
 
-def _load_run(study: Plan, policy: str, max_batch: int, store: ResultStore, launcher: Launcher, command: str,
-              in_process_run: str, say: Say) -> tuple[str, list[dict[str, Any]]]:
-    """One stored run of `xpubench load`'s closed loop against one served model per policy, model after model."""
+def _load_runs(study: Plan, policy: str, max_batch: int, store: ResultStore, launchers: tuple[Launcher, Launcher],
+               command: str, in_process_run: str, say: Say, cpus: tuple[tuple[int, ...] | None, ...]
+               ) -> tuple[list[str], list[dict[str, Any]]]:
+    """One stored run of `xpubench load`'s closed loop per round, against one served model per policy, model after
+    model: each model's server (started by the first launcher) is loaded at every level, then at every level again
+    in the next round's run, by clients the second launcher starts."""
     from xpubench.hardware.host import load_average
     from xpubench.loadgen.runner import LoadRequest, levels_from, probe, run_levels
     from xpubench.run.environment import collect
     from xpubench.studies.sonic import BACKEND, PRECISION
 
-    request_info = {"sonic": {"in_process_run": in_process_run, "policy": policy, "max_batch": max_batch,
-                              "mode": study.mode}}
-    run_id = store.start_run(collect([1]), command=f"{command}  # load, {policy} batching", request=request_info)
+    servers, clients = launchers
+    server_cpus, client_cpus = cpus
+    run_ids = []
+    for round_ in range(1, study.rounds + 1):
+        request_info = {"sonic": {"in_process_run": in_process_run, "policy": policy, "max_batch": max_batch,
+                                  "mode": study.mode, "round": round_, "rounds": study.rounds,
+                                  "server_cpus": server_cpus, "client_cpus": client_cpus}}
+        run_ids.append(store.start_run(collect([1]), command=f"{command}  # load, {policy} batching, round "
+                                       f"{round_} of {study.rounds}", request=request_info))
     status = "interrupted"
     try:
         for model in study.models:
             name = model.partition(":")[0]
-            with served(model, name, max_batch, launcher, say) as endpoint:
+            with served(model, name, max_batch, servers, say) as endpoint:
                 request = LoadRequest(endpoint, name, levels_from(study.concurrency, None, "poisson"),
-                                      study.duration_s, warmup_s=study.warmup_s, drain_s=2.0)
+                                      study.duration_s, warmup_s=study.warmup_s, drain_s=2.0, cpus=client_cpus)
                 say(f"{name} served ({BACKEND} {PRECISION}, max batch {max_batch}) at {endpoint.url()}")
-                run_levels(request, launcher, store, run_id, say, probe(request))
+                target = probe(request)
+                for round_, run_id in enumerate(run_ids, 1):
+                    if study.rounds > 1:
+                        say(f"{name}, {policy} batching: round {round_} of {study.rounds}")
+                    run_levels(request, clients, store, run_id, say, target)
         status = "finished"
     finally:
-        store.finish_run(run_id, status, load_average())
-    return run_id, store.cells(run_id)
+        for run_id in run_ids:
+            store.finish_run(run_id, status, load_average())
+    return run_ids, [record for run_id in run_ids for record in store.cells(run_id)]
 
 
 @contextlib.contextmanager

@@ -135,6 +135,7 @@ def run_client(task: LoadClientTask) -> dict[str, Any]:
         "error": next((r.error for r in records if r.error), None),
         "max_in_flight": state["max_in_flight"],
         "cpu_busy": cpu_s / wall_s if wall_s > 0 else None,
+        "cpu_s": cpu_s,
         "stuck": sum(t.is_alive() for t in threads),
         "late_s": late_s,
     }

@@ -43,6 +43,7 @@ class LevelSettings:
     warmup_s: float
     seed: int
     precision: str = "fp32"
+    cpus: tuple[int, ...] | None = None  # the client processes' CPUs, when pinned
 
 
 def cell_for(level: LoadLevel, settings: LevelSettings) -> Cell:
@@ -109,6 +110,7 @@ def level_result(level: LoadLevel, settings: LevelSettings, parts: Sequence[dict
         "url": settings.url,
         "protocol": settings.protocol,
         "clients": len(parts),
+        "client_cpus": list(settings.cpus) if settings.cpus else None,
         "senders": senders,
         "duration_s": settings.duration_s,
         "warmup_s": settings.warmup_s,
@@ -133,6 +135,7 @@ def level_result(level: LoadLevel, settings: LevelSettings, parts: Sequence[dict
         "client_ms": {"send": float(np.mean(merged["send_ns"][answered])) / 1e6,
                       "recv": float(np.mean(merged["recv_ns"][answered])) / 1e6},
         "client_busy": max(busy) if busy else None,
+        "client_cpu_ms": client_cpu_ms(parts, merged["done_ns"]),
         "client_late_s": max((p.get("late_s", 0.0) for p in parts), default=0.0),
         "server": server_breakdown(stats_before, stats_after),
         "server_config": config_summary(server_config),
@@ -148,6 +151,22 @@ def level_result(level: LoadLevel, settings: LevelSettings, parts: Sequence[dict
                                  pct[99] / pct[50] if pct[50] > 0 else None)
     return CellResult.from_samples(cell, samples, verdict_on_noise, None, batch=settings.batch,
                                    throughput_sps=throughput_rps * settings.batch, scenario_result=result)
+
+
+def client_cpu_ms(parts: Sequence[dict[str, Any]], done_ns: np.ndarray) -> float | None:
+    """The client processes' CPU time per answered request, ms, warm-up included on both sides: the most serial
+    work the clients can add to a request (the service model's bound on it)."""
+    answered = int(np.sum(done_ns != NOT_DONE))
+    cpu = [p["cpu_s"] for p in parts if p.get("cpu_s") is not None]
+    return 1e3 * sum(cpu) / answered if cpu and answered else None
+
+
+def unsettled(result: CellResult) -> bool:
+    """Whether measuring the level again may settle it: it was measured, its last windows disagree, and it is not
+    past capacity (an open loop's growing queue never settles)."""
+    r = result.scenario_result or {}
+    return result.status == "ok" and not r.get("stable_windows", True) and not r.get("latency_grows") and \
+        not str(r.get("verdict", "")).startswith("past capacity")
 
 
 def windows_stable(windows: Sequence[dict[str, Any]]) -> tuple[bool, float]:

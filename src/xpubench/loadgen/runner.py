@@ -1,10 +1,10 @@
 """The load levels one after the other: the server's statistics read, the client processes started through a
-launcher at one shared start time, their records merged, the statistics read again, the level stored."""
+launcher at one shared start time, their records merged, the statistics read again, the level measured again while
+its windows disagree, then stored."""
 
 from __future__ import annotations
 
 import math
-import os
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -13,9 +13,11 @@ from typing import TYPE_CHECKING, Any
 from xpubench.core.cell import CellResult
 from xpubench.errors import UsageError
 from xpubench.loadgen.client import LoadClientTask
-from xpubench.loadgen.profile import LevelSettings, level_result
+from xpubench.loadgen.profile import LevelSettings, level_result, unsettled
 from xpubench.loadgen.schedule import LoadLevel, schedule, shares
 from xpubench.loadgen.transport import Endpoint, connect
+from xpubench.run.limits import LOAD_TRIALS, MAX_LOAD_TRIALS
+from xpubench.run.pins import allowed_cpus
 
 if TYPE_CHECKING:
     from xpubench.run.launcher import Launcher
@@ -46,6 +48,8 @@ class LoadRequest:
     seed: int = 20260501
     warmup_s: float | None = None  # None: a fifth of the duration, at most 1 s
     drain_s: float = DRAIN_S
+    cpus: tuple[int, ...] | None = None  # the CPUs the client processes run on (None: this process's)
+    trials: int = LOAD_TRIALS  # measure an unstable level again, up to this many times in all
 
     def __post_init__(self) -> None:
         if not self.levels:
@@ -58,6 +62,8 @@ class LoadRequest:
             raise UsageError(f"--clients must be >= 1, got {self.clients}")
         if not 0 <= self.drain_s <= MAX_LEVEL_S:
             raise UsageError(f"--drain must be between 0 and {MAX_LEVEL_S:g} s, got {self.drain_s:g}")
+        if not 1 <= self.trials <= MAX_LOAD_TRIALS:
+            raise UsageError(f"--max-trials must be between 1 and {MAX_LOAD_TRIALS}, got {self.trials}")
         if self.warmup_s is not None and not 0 <= self.warmup_s < self.duration_s:
             raise UsageError(f"--warmup must be shorter than --duration ({self.duration_s:g} s)")
 
@@ -68,7 +74,7 @@ class LoadRequest:
     def clients_for(self, level: LoadLevel) -> int:
         if self.clients is not None:
             return self.clients
-        cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+        cpus = len(self.cpus or allowed_cpus())
         if level.concurrency is not None:
             return max(1, min(level.concurrency, math.ceil(level.concurrency / SENDERS_PER_CLIENT), cpus))
         assert level.rate is not None
@@ -120,47 +126,62 @@ def probe(request: LoadRequest, wait_s: float = 30.0) -> Target:
 
 def run_levels(request: LoadRequest, launcher: Launcher, store: ResultStore | None, run_id: str | None,
                say: Say = print, target: Target | None = None) -> list[CellResult]:
-    """Measure each level in order and store it as it comes (when a store is given)."""
+    """Measure each level in order and store it as it comes (when a store is given). A level whose last windows
+    disagree is measured again, up to `request.trials` times (perf_analyzer's rule: measure until stable); the
+    stored level is its last trial, and says how many it took."""
     target = target or probe(request)
     stats_client = connect(request.endpoint)
     results = []
     try:
         for number, level in enumerate(request.levels):
-            clients = request.clients_for(level)
-            settings = LevelSettings(request.endpoint.url(), request.endpoint.protocol, request.model,
-                                     request.batch, clients, request.duration_s, request.warmup,
-                                     request.seed, target.precision)
-            say(f"{request.model}: {level.label}, {clients} client process{'es' if clients > 1 else ''}, "
-                f"{request.duration_s:g} s")
-            offsets = schedule(level, request.duration_s, request.seed + number) if level.rate else None
-            lead = LEAD_S
-            before = stats_client.statistics(request.model)
-            start_at = time.time() + lead
-            running = []
-            for index, (senders, part) in enumerate(shares(level, clients, offsets)):
-                task = LoadClientTask(request.endpoint, request.model, target.inputs, target.outputs, request.batch,
-                                      target.batching, senders, start_at, request.duration_s, request.drain_s,
-                                      request.seed, index, part)
-                running.append(launcher.start(task, say))
-            parts, failures = [], []
-            limit = lead + request.duration_s + request.drain_s + 60
-            for handle in running:
-                outcome = handle.wait(max(1.0, start_at - time.time() + limit))
-                if outcome is None:
-                    outcome = handle.stop(10)
-                if outcome is not None and outcome.ok:
-                    parts.append(outcome.value)
-                else:
-                    failures.append(str(outcome.value) if outcome is not None else "a client process did not stop")
-            after = stats_client.statistics(request.model)
-            result = level_result(level, settings, parts, before, after, target.config, failures)
+            for trial in range(1, request.trials + 1):
+                result = _measure_level(request, level, number, target, launcher, stats_client, say)
+                if result.scenario_result is not None:
+                    result.scenario_result["trials"] = trial
+                say(describe(result))
+                if trial < request.trials and unsettled(result):
+                    say(f"  measuring {level.label} again ({trial + 1} of at most {request.trials} trials)")
+                    continue
+                break
             if store is not None and run_id is not None:
                 store.add_cell(run_id, result, {"affinity": None, "worker": None})
-            say(describe(result))
             results.append(result)
     finally:
         stats_client.close()
     return results
+
+
+def _measure_level(request: LoadRequest, level: LoadLevel, number: int, target: Target, launcher: Launcher,
+                   stats_client: Any, say: Say) -> CellResult:
+    """One trial of one level: the server's statistics read, the client processes started through the launcher
+    at one shared start time, their records merged, the statistics read again."""
+    clients = request.clients_for(level)
+    settings = LevelSettings(request.endpoint.url(), request.endpoint.protocol, request.model, request.batch,
+                             clients, request.duration_s, request.warmup, request.seed, target.precision,
+                             request.cpus)
+    say(f"{request.model}: {level.label}, {clients} client process{'es' if clients > 1 else ''}, "
+        f"{request.duration_s:g} s")
+    offsets = schedule(level, request.duration_s, request.seed + number) if level.rate else None
+    before = stats_client.statistics(request.model)
+    start_at = time.time() + LEAD_S
+    running = []
+    for index, (senders, part) in enumerate(shares(level, clients, offsets)):
+        task = LoadClientTask(request.endpoint, request.model, target.inputs, target.outputs, request.batch,
+                              target.batching, senders, start_at, request.duration_s, request.drain_s,
+                              request.seed, index, part)
+        running.append(launcher.start(task, say))
+    parts, failures = [], []
+    limit = LEAD_S + request.duration_s + request.drain_s + 60
+    for handle in running:
+        outcome = handle.wait(max(1.0, start_at - time.time() + limit))
+        if outcome is None:
+            outcome = handle.stop(10)
+        if outcome is not None and outcome.ok:
+            parts.append(outcome.value)
+        else:
+            failures.append(str(outcome.value) if outcome is not None else "a client process did not stop")
+    after = stats_client.statistics(request.model)
+    return level_result(level, settings, parts, before, after, target.config, failures)
 
 
 def describe(result: CellResult) -> str:

@@ -8,3 +8,5 @@ PREPARE_TIMEOUT_S = 3600.0  # preparing a zoo model trains it on first use
 PREPARE_AT_ONCE = 2
 DEFAULT_REPEATS = 3  # worker sessions per cell: benchmarks/reproducibility.py measured what this buys
 MAX_REPEATS = 20  # --ci-target adds repeats up to this many
+LOAD_TRIALS = 3  # times a load level whose windows disagree is measured, at most (perf_analyzer's rule)
+MAX_LOAD_TRIALS = 20
