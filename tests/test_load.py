@@ -49,10 +49,10 @@ def load(url: str, model: str, results: Path, out: Path, *options: str):
 
 def test_closed_and_open_loop_are_stored_with_the_servers_breakdown_and_shown(relu_onnx, tmp_path):
     results, out = tmp_path / "r", tmp_path / "load.json"
-    last = max(os.sched_getaffinity(0))  # the server on CPU 0, the clients on the last: apart where there are two
-    with serving(relu_onnx, "--max-batch", "8", "--max-queue-delay-us", "2000", "--pin", "0") as server:
+    first, last = min(os.sched_getaffinity(0)), max(os.sched_getaffinity(0))  # the server and the clients apart
+    with serving(relu_onnx, "--max-batch", "8", "--max-queue-delay-us", "2000", "--pin", str(first)) as server:
         status = Path(f"/proc/{server.process.pid}/status").read_text()
-        assert "Cpus_allowed_list:\t0\n" in status
+        assert f"Cpus_allowed_list:\t{first}\n" in status
         done = load(f"http://{server.http}", "relu", results, out, "--concurrency", "1,8", "--clients", "2",
                     "--pin", str(last))
         assert done.returncode == 0, done.stderr
@@ -134,23 +134,60 @@ def test_schedules_are_seeded_and_shared_out():
     assert [s for s, _ in shares(LoadLevel(concurrency=2), 4, None)] == [1, 1]
 
 
-def _level(level: LoadLevel, done_s: np.ndarray, latency_s: float | np.ndarray):
-    """A level's result from one client process that answered at `done_s` (seconds into a 5 s level)."""
+def _part(done_s: np.ndarray, latency_s: float | np.ndarray) -> dict:
+    """One client process's records: answers at `done_s` (seconds into a 5 s level) after `latency_s`."""
     done = (done_s * 1e9).astype(np.int64)
     sent = done - (np.asarray(latency_s) * 1e9).astype(np.int64)
-    part = {"scheduled_ns": sent, "sent_ns": sent, "done_ns": done, "send_ns": np.zeros_like(done),
+    return {"scheduled_ns": sent, "sent_ns": sent, "done_ns": done, "send_ns": np.zeros_like(done),
             "recv_ns": np.zeros_like(done), "senders": 1, "max_in_flight": 1, "cpu_busy": 0.5, "cpu_s": 2.0}
+
+
+STEADY = np.arange(1.0, 5.0, 0.001)
+SLOWING = np.concatenate([np.arange(1.0, 4.2, 0.001), np.arange(4.2, 5.0, 0.01)])  # tenfold slower at the end
+
+
+def _level(level: LoadLevel, done_s: np.ndarray, latency_s: float | np.ndarray):
+    """A level's result from one client process that answered at `done_s`."""
     settings = LevelSettings("grpc://127.0.0.1:1", "grpc", "m", 1, 1, 5.0, 1.0, 0)
-    return level_result(level, settings, [part], None, None)
+    return level_result(level, settings, [_part(done_s, latency_s)], None, None)
+
+
+class ScriptedClients:
+    """A launcher whose client processes answer at once with the records scripted for each trial in turn: the
+    runner's loop under test, against a real server's statistics."""
+
+    def __init__(self, *trials: np.ndarray) -> None:
+        self.trials = list(trials)
+
+    def start(self, task, say=None):
+        from xpubench.run.launcher import Running, TaskOutcome
+
+        running = Running(lambda: None)
+        running._finish(TaskOutcome("result", _part(self.trials.pop(0), 0.001)))
+        return running
+
+
+@pytest.mark.parametrize("script, trials, stable", [((SLOWING, STEADY), 2, True), ((SLOWING, SLOWING), 2, False),
+                                                    ((STEADY, SLOWING), 1, True)])
+def test_the_runner_measures_a_level_again_while_its_windows_disagree(relu_onnx, script, trials, stable):
+    from xpubench.loadgen.runner import LoadRequest, run_levels
+    from xpubench.loadgen.transport import Endpoint
+
+    said: list[str] = []
+    with serving(relu_onnx) as server:
+        request = LoadRequest(Endpoint("grpc", server.grpc), "relu", (LoadLevel(concurrency=1),), 5.0,
+                              warmup_s=1.0, clients=1, trials=2)
+        (result,) = run_levels(request, ScriptedClients(*script), None, None, said.append)
+    assert result.scenario_result["trials"] == trials and result.scenario_result["stable_windows"] == stable
+    assert sum("again" in line for line in said) == trials - 1
 
 
 def test_a_level_whose_windows_disagree_is_measured_again_unless_past_capacity():
-    steady = _level(LoadLevel(concurrency=1), np.arange(1.0, 5.0, 0.001), 0.001)
+    steady = _level(LoadLevel(concurrency=1), STEADY, 0.001)
     assert steady.scenario_result["stable_windows"] and not unsettled(steady)
     assert steady.scenario_result["client_cpu_ms"] == pytest.approx(2e3 / 4000, rel=0.01)
     # Answers slow down tenfold in the last window: the last three windows disagree.
-    slowing = _level(LoadLevel(concurrency=1), np.concatenate([np.arange(1.0, 4.2, 0.001),
-                                                               np.arange(4.2, 5.0, 0.01)]), 0.001)
+    slowing = _level(LoadLevel(concurrency=1), SLOWING, 0.001)
     assert not slowing.scenario_result["stable_windows"] and unsettled(slowing)
     # An open loop whose latency grows over the level is past capacity: measuring again would not settle it.
     done = np.arange(1.0, 5.0, 0.01)
@@ -218,7 +255,10 @@ def test_a_level_measured_in_rounds_is_one_point_at_its_medians():
 
     rounds = [record(2, 900.0, 2.2, 0.3), record(1, 500.0, 2.0, None), record(2, 1000.0, 2.0, 0.2),
               record(2, 1500.0, 1.3, 0.25), {**record(2, 1.0, 99.0, 9.0), "status": "failed"}]
-    assert points_from(rounds) == [LoadPoint(1, 500.0, 2.0, None), LoadPoint(2, 1000.0, 2.0, 0.25)]
+    # Three ok rounds at 2 clients: the middle one by throughput, all its figures from that one round.
+    assert points_from(rounds) == [LoadPoint(1, 500.0, 2.0, None), LoadPoint(2, 1000.0, 2.0, 0.2)]
+    # Two ok rounds: the lower middle.
+    assert points_from(rounds[:2] + rounds[3:]) == [LoadPoint(1, 500.0, 2.0, None), LoadPoint(2, 900.0, 2.2, 0.3)]
 
 
 def test_sonic_terms_follow_the_formula():
@@ -230,3 +270,7 @@ def test_sonic_terms_follow_the_formula():
     # 20 clients on 2 instances: 10 per instance, 7 past saturation, t_GPU x (1 + 7) + the rest
     assert model.t_sonic_ms(20) == pytest.approx(3.0 + 2.0 * 8 + 1.0)
     assert model.best_ratio()["clients_per_instance"] >= 1
+    # Two instances: one request alone takes the whole trip; many keep both busy and the front's serial work.
+    assert model.predict(1)[1] == pytest.approx(0.75 + 0.25 + 0.5 + 1.5)
+    assert model.capacity_rps == pytest.approx(1e3 / (0.5 + 1.5 / 2))
+    assert model.predict(400)[0] == pytest.approx(model.capacity_rps, rel=0.01)

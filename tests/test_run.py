@@ -21,7 +21,7 @@ from xpubench.core.measure import MeasureConfig
 from xpubench.data.files import DataFile
 from xpubench.errors import UsageError
 from xpubench.run.matrix import Matrix, matrix_from_json, matrix_to_json
-from xpubench.run.pins import format_cpus, parse_cpus
+from xpubench.run.pins import format_cpus, halves, parse_cpus
 from xpubench.store import ResultStore
 from xpubench.store.db import MIGRATIONS
 
@@ -253,6 +253,13 @@ def test_cpu_lists_parse_and_print():
             parse_cpus(bad)
     with pytest.raises(ValueError, match="may run on CPUs"):
         parse_cpus(str(max(allowed) + 1000))
+
+
+def test_halves_share_no_core_where_they_can():
+    siblings = {cpu: f"{cpu % 4},{cpu % 4 + 4}" for cpu in range(8)}  # cores 0-3, their second threads 4-7
+    assert halves(tuple(range(8)), siblings.__getitem__) == ((0, 4, 1, 5), (2, 6, 3, 7))
+    assert halves((0, 1), lambda cpu: "0-1") == ((0,), (1,))  # two threads of one core: split them still
+    assert halves((0, 1, 2), str) == ((0,), (1, 2)) and halves((3,)) == (None, None)
 
 
 def test_a_matrix_survives_its_json_round_trip(tmp_path):

@@ -50,7 +50,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="seconds at each level's start left out (default: a fifth of --duration, at most 1)")
     p.add_argument("--batch", type=int, default=1, metavar="B", help="samples per request (default: 1)")
     p.add_argument("--clients", type=int, default=None, metavar="N",
-                   help="client processes (default: one per 8 in flight or 1000 req/s, at most the CPUs)")
+                   help="client processes (default: one per 8 in flight or 1000 req/s, at most the CPUs they run on)")
     p.add_argument("--max-trials", type=int, default=LOAD_TRIALS, metavar="K",
                    help="measure a level whose last 3 windows differ by more than 10 %% again, up to K times in all "
                    f"(perf_analyzer's rule; default: {LOAD_TRIALS}); the last trial is stored")

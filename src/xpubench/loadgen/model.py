@@ -29,6 +29,7 @@ from typing import Any
 import numpy as np
 
 GRID = 28  # fit: points per parameter on the coarse grid, then as many again around its best
+CHUNK_CELLS = 1 << 20  # fit: parameter sets x clients solved at once
 HELD_OUT_TARGET = 0.15  # the model should predict held-out levels within this relative error
 
 
@@ -75,9 +76,10 @@ class ServiceModel:
         return 1e3 / per_request
 
     @property
-    def client_limit_rps(self) -> float:
-        """The most the clients can send, whatever the server: their serial work per request."""
-        return 1e3 / self.client_ms if self.client_ms > 0 else float("inf")
+    def client_limit_rps(self) -> float | None:
+        """The most the clients can send, whatever the server: their serial work per request (None: none fitted).
+        The clients are one queue: on several CPUs, `client_ms` is their serial equivalent."""
+        return 1e3 / self.client_ms if self.client_ms > 0 else None
 
     def sonic_terms(self) -> dict[str, float]:
         t_gpu = self.front_ms + float(self.service_ms(1))
@@ -156,10 +158,17 @@ class ServiceModel:
 
 def _loss(shell: ServiceModel, t_lat: np.ndarray, client: np.ndarray, front: np.ndarray,
           points: Sequence[LoadPoint]) -> np.ndarray:
-    x, r, _ = _solve(shell, t_lat, client, front, max(p.clients for p in points))
+    """The fit's loss for each parameter set, solved a chunk of sets at a time: memory stays near CHUNK_CELLS
+    floats per array however many clients the highest level had."""
+    most = max(p.clients for p in points)
+    chunk = max(1, CHUNK_CELLS // (most + 1))
     loss = np.zeros(t_lat.size)
-    for p in points:
-        loss += (x[:, p.clients - 1] * 1e3 / p.throughput_rps - 1) ** 2 + (r[:, p.clients - 1] / p.latency_ms - 1) ** 2
+    for start in range(0, t_lat.size, chunk):
+        part = slice(start, start + chunk)
+        x, r, _ = _solve(shell, t_lat[part], client[part], front[part], most)
+        for p in points:
+            loss[part] += (x[:, p.clients - 1] * 1e3 / p.throughput_rps - 1) ** 2 + \
+                (r[:, p.clients - 1] / p.latency_ms - 1) ** 2
     return loss
 
 
@@ -183,33 +192,36 @@ def _solve(m: ServiceModel, t_lat: np.ndarray, client: np.ndarray, front: np.nda
         latency = t_lat + at_client + at_server
         x = n / (m.t_cpu_ms + latency)
         queue = x * at_client
-        shifted = x[:, None] * per_request[:, :n] * marginal[:, :n]  # P(j at the server | n), j = 1..n
-        total = shifted.sum(axis=1, keepdims=True)
-        shifted /= np.maximum(total, 1.0)  # rounding may push the sum past 1
+        given_n = x[:, None] * per_request[:, :n] * marginal[:, :n]  # P(j at the server | n), j = 1..n
+        given_n /= np.maximum(given_n.sum(axis=1, keepdims=True), 1.0)  # rounding may push the sum past 1
         marginal = np.zeros((sets, most + 1))
-        marginal[:, 1:n + 1] = shifted
-        marginal[:, 0] = 1 - shifted.sum(axis=1)
-        executions = np.sum(shifted / (per_request[:, :n] * batch[None, :n]), axis=1)  # batches per ms
+        marginal[:, 1:n + 1] = given_n
+        marginal[:, 0] = 1 - given_n.sum(axis=1)
+        executions = np.sum(given_n / (per_request[:, :n] * batch[None, :n]), axis=1)  # batches per ms
         x_all[:, n - 1], r_all[:, n - 1] = x, latency
         b_all[:, n - 1] = np.clip(x / np.maximum(executions, 1e-12), 1.0, m.max_batch)
     return x_all, r_all, b_all
 
 
-def points_from(records: Iterable[dict[str, Any]]) -> list[LoadPoint]:
-    """The closed-loop levels of stored load records, one point per concurrency: the medians of its records (a
-    level measured in several rounds)."""
-    found: dict[int, list[tuple[float, float, float | None]]] = {}
+def median_rounds(records: Iterable[dict[str, Any]]) -> dict[int, dict[str, Any]]:
+    """Per concurrency, the record of its median round by throughput (the lower middle of an even count) among the
+    ok closed-loop levels of stored load records: a level measured in several rounds is that one round."""
+    found: dict[int, list[dict[str, Any]]] = {}
     for r in records:
         sr = r.get("scenario_result") or {}
         if r.get("status") == "ok" and r.get("scenario") == "load" and sr.get("concurrency"):
-            found.setdefault(int(sr["concurrency"]), []).append(
-                (float(sr["throughput_rps"]), float(r["latency_ms"]["mean"]), sr.get("client_cpu_ms")))
-    points = []
-    for clients, rows in sorted(found.items()):
-        cpu = [c for _, _, c in rows if c is not None]
-        points.append(LoadPoint(clients, float(np.median([x for x, _, _ in rows])),
-                                float(np.median([r for _, r, _ in rows])), float(np.median(cpu)) if cpu else None))
-    return points
+            found.setdefault(int(sr["concurrency"]), []).append(r)
+    median = {}
+    for clients, rounds in sorted(found.items()):
+        rounds.sort(key=lambda r: r["scenario_result"]["throughput_rps"])
+        median[clients] = rounds[(len(rounds) - 1) // 2]
+    return median
+
+
+def points_from(records: Iterable[dict[str, Any]]) -> list[LoadPoint]:
+    """The closed-loop levels of stored load records, one point per concurrency (its median round)."""
+    return [LoadPoint(clients, float(r["scenario_result"]["throughput_rps"]), float(r["latency_ms"]["mean"]),
+                      r["scenario_result"].get("client_cpu_ms")) for clients, r in median_rounds(records).items()]
 
 
 def split_held_out(points: Sequence[LoadPoint]) -> tuple[list[LoadPoint], list[LoadPoint]]:

@@ -44,6 +44,7 @@ class LevelSettings:
     seed: int
     precision: str = "fp32"
     cpus: tuple[int, ...] | None = None  # the client processes' CPUs, when pinned
+    trial: int = 1  # the how-many-th measurement of this level (runner: again while its windows disagree)
 
 
 def cell_for(level: LoadLevel, settings: LevelSettings) -> Cell:
@@ -136,10 +137,14 @@ def level_result(level: LoadLevel, settings: LevelSettings, parts: Sequence[dict
                       "recv": float(np.mean(merged["recv_ns"][answered])) / 1e6},
         "client_busy": max(busy) if busy else None,
         "client_cpu_ms": client_cpu_ms(parts, merged["done_ns"]),
+        "trials": settings.trial,
         "client_late_s": max((p.get("late_s", 0.0) for p in parts), default=0.0),
         "server": server_breakdown(stats_before, stats_after),
         "server_config": config_summary(server_config),
     }
+    # A closed loop's queue cannot grow without bound (N requests at most): past capacity is an open loop's verdict.
+    result["past_capacity"] = bool(level.rate is not None and (result["latency_grows"] or result["unsent"] or
+                                                               throughput_rps < 0.9 * level.rate))
     result["verdict"] = verdict(level, result, saturated_senders)
     samples = Samples(first_ns=int(latency_ns[0]), warmup_runs=int(np.sum(~measured)), samples_ns=latency_ns,
                       duration_s=window_ns / 1e9,
@@ -155,18 +160,18 @@ def level_result(level: LoadLevel, settings: LevelSettings, parts: Sequence[dict
 
 def client_cpu_ms(parts: Sequence[dict[str, Any]], done_ns: np.ndarray) -> float | None:
     """The client processes' CPU time per answered request, ms, warm-up included on both sides: the most serial
-    work the clients can add to a request (the service model's bound on it)."""
+    work the clients can add to a request (the service model's bound on it). An open loop's senders also spin for
+    the last 0.2 ms before each arrival (client.SPIN_NS), which counts here."""
     answered = int(np.sum(done_ns != NOT_DONE))
-    cpu = [p["cpu_s"] for p in parts if p.get("cpu_s") is not None]
-    return 1e3 * sum(cpu) / answered if cpu and answered else None
+    cpu = [p.get("cpu_s") for p in parts]
+    return 1e3 * sum(cpu) / answered if cpu and None not in cpu and answered else None
 
 
 def unsettled(result: CellResult) -> bool:
     """Whether measuring the level again may settle it: it was measured, its last windows disagree, and it is not
     past capacity (an open loop's growing queue never settles)."""
     r = result.scenario_result or {}
-    return result.status == "ok" and not r.get("stable_windows", True) and not r.get("latency_grows") and \
-        not str(r.get("verdict", "")).startswith("past capacity")
+    return result.status == "ok" and not r.get("stable_windows", True) and not r.get("past_capacity")
 
 
 def windows_stable(windows: Sequence[dict[str, Any]]) -> tuple[bool, float]:
@@ -186,9 +191,7 @@ def windows_stable(windows: Sequence[dict[str, Any]]) -> tuple[bool, float]:
 
 def verdict(level: LoadLevel, r: dict[str, Any], saturated_senders: bool) -> str:
     words = []
-    # A closed loop's queue cannot grow without bound (N requests at most): past capacity is an open loop's verdict.
-    short = level.rate is not None and r["throughput_rps"] < 0.9 * level.rate
-    if level.rate is not None and (r["latency_grows"] or short or r["unsent"]):
+    if r["past_capacity"]:
         served = f"{r['throughput_rps']:.4g} of {level.rate:g} req/s answered" if level.rate is not None else \
             f"{r['throughput_rps']:.4g} req/s"
         words.append(f"past capacity: latency grows x{r['growth']:.3g} over the level, {served}")

@@ -135,9 +135,7 @@ def run_levels(request: LoadRequest, launcher: Launcher, store: ResultStore | No
     try:
         for number, level in enumerate(request.levels):
             for trial in range(1, request.trials + 1):
-                result = _measure_level(request, level, number, target, launcher, stats_client, say)
-                if result.scenario_result is not None:
-                    result.scenario_result["trials"] = trial
+                result = _measure_level(request, level, number, trial, target, launcher, stats_client, say)
                 say(describe(result))
                 if trial < request.trials and unsettled(result):
                     say(f"  measuring {level.label} again ({trial + 1} of at most {request.trials} trials)")
@@ -151,14 +149,14 @@ def run_levels(request: LoadRequest, launcher: Launcher, store: ResultStore | No
     return results
 
 
-def _measure_level(request: LoadRequest, level: LoadLevel, number: int, target: Target, launcher: Launcher,
-                   stats_client: Any, say: Say) -> CellResult:
+def _measure_level(request: LoadRequest, level: LoadLevel, number: int, trial: int, target: Target,
+                   launcher: Launcher, stats_client: Any, say: Say) -> CellResult:
     """One trial of one level: the server's statistics read, the client processes started through the launcher
     at one shared start time, their records merged, the statistics read again."""
     clients = request.clients_for(level)
     settings = LevelSettings(request.endpoint.url(), request.endpoint.protocol, request.model, request.batch,
                              clients, request.duration_s, request.warmup, request.seed, target.precision,
-                             request.cpus)
+                             request.cpus, trial)
     say(f"{request.model}: {level.label}, {clients} client process{'es' if clients > 1 else ''}, "
         f"{request.duration_s:g} s")
     offsets = schedule(level, request.duration_s, request.seed + number) if level.rate else None

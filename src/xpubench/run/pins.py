@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
 
 
 def parse_cpus(text: str) -> tuple[int, ...]:
@@ -41,3 +42,26 @@ def allowed_cpus() -> tuple[int, ...]:
     if hasattr(os, "sched_getaffinity"):
         return tuple(sorted(os.sched_getaffinity(0)))
     return tuple(range(os.cpu_count() or 1))
+
+
+def core_of(cpu: int) -> str:
+    """The physical core a CPU belongs to (its hyperthread siblings share it): the siblings list Linux gives, or
+    the CPU itself where there is none."""
+    try:
+        return Path(f"/sys/devices/system/cpu/cpu{cpu}/topology/thread_siblings_list").read_text().strip()
+    except OSError:
+        return str(cpu)
+
+
+def halves(cpus: Sequence[int], core: Callable[[int], str] = core_of
+           ) -> tuple[tuple[int, ...] | None, tuple[int, ...] | None]:
+    """Two sets of CPUs that share no core where that can be: the first half of the cores (with all their
+    hyperthreads) and the rest; the first half of the CPUs where they are all one core's. None, None: one CPU."""
+    if len(cpus) < 2:
+        return None, None
+    cores: dict[str, list[int]] = {}
+    for cpu in sorted(cpus):
+        cores.setdefault(core(cpu), []).append(cpu)
+    groups = list(cores.values()) if len(cores) > 1 else [[cpu] for cpu in sorted(cpus)]
+    half = len(groups) // 2
+    return tuple(c for g in groups[:half] for c in g), tuple(c for g in groups[half:] for c in g)

@@ -7,8 +7,16 @@ from dataclasses import dataclass
 from typing import Any
 
 from xpubench.core.measure import MeasureConfig
-from xpubench.loadgen.model import HELD_OUT_TARGET, LoadPoint, ServiceModel, points_from, split_held_out
+from xpubench.loadgen.model import (
+    HELD_OUT_TARGET,
+    LoadPoint,
+    ServiceModel,
+    median_rounds,
+    points_from,
+    split_held_out,
+)
 from xpubench.report.table import num
+from xpubench.run.limits import LOAD_TRIALS
 from xpubench.run.matrix import Matrix
 from xpubench.studies.seeds import NOT_APPLICABLE, QUICK_MEASURE, STUDY_MEASURE, Table, base
 
@@ -20,18 +28,8 @@ MAX_BATCH = 32
 # Two servers of the same variant: Triton's dynamic batching (no queue delay: a closed loop keeps the queue fed,
 # and a delay would only add to every request at low load) against one request per execution.
 POLICIES = (("dynamic", MAX_BATCH), ("none", 1))  # name -> --max-batch
-def cpu_split(cpus: Sequence[int]) -> tuple[tuple[int, ...] | None, tuple[int, ...] | None]:
-    """The server's CPUs and its clients': the first half and the rest, as if they were separate machines (SONIC's
-    clients and server are). Sharing every CPU, each level's client processes landed beside the server's threads
-    in a new way, and the same level measured 863 to 1164 req/s in four runs a minute apart. None, None: one CPU,
-    nothing to split."""
-    if len(cpus) < 2:
-        return None, None
-    half = len(cpus) // 2
-    return tuple(cpus[:half]), tuple(cpus[half:])
-
-
 SATURATION_SHARE = 0.9  # a curve saturates at the first level reaching this share of its highest throughput
+UNREACHED = 10  # a clients' limit this many times the server's capacity is shown as none
 
 SONIC_SOURCE = (
     "M. Liu, 'Real-time Artificial Intelligence with heterogeneous compute', IEEE Real-Time 2020, 'Single GPU "
@@ -64,6 +62,7 @@ class Plan:
     warmup_s: float
     measure: MeasureConfig
     rounds: int = 1
+    trials: int = LOAD_TRIALS  # a level whose windows disagree is measured again, up to this many times a round
 
     @property
     def matrix(self) -> Matrix:
@@ -73,17 +72,18 @@ class Plan:
 
 
 def plan(mode: str = "default", models: Sequence[str] | None = None) -> Plan:
-    """`quick`: FACILE at its tiny size, three levels of 1.5 s (about a minute); `default`: both networks, six
-    levels of 3 s in three rounds (about eight minutes on 2 cores, training on first use included). One round
-    leaves each level to the machine's moment: on 2 cores the same level measured 944 to 1229 req/s in four
-    runs in a row, each with fresh client processes."""
+    """`quick`: FACILE at its tiny size, three levels of 1.5 s, one round (about a minute); `default`: both
+    networks, six levels of 3 s in three rounds (about nine minutes on 2 cores, training on first use included).
+    One round leaves each level to the moment and to one server process: on 2 cores, facile's level of 1 client
+    measured 944 to 1229 req/s in four runs in a row against one server, and 817 against 1360 req/s on two
+    servers that did the same work."""
     if mode not in MODES:
         raise ValueError(f"unknown study mode {mode!r}: choose from {', '.join(MODES)}")
     quick = mode == "quick"
     chosen = tuple(models) if models else (MODELS[:1] if quick else MODELS)
     sized = tuple(m if ":" in m or not quick else f"{m}:tiny" for m in chosen)
     if quick:
-        return Plan(mode, sized, (1, 8, 32), (1, 4, 8), 1.5, 0.3, QUICK_MEASURE)
+        return Plan(mode, sized, (1, 8, 32), (1, 4, 8), 1.5, 0.3, QUICK_MEASURE, trials=1)  # a smoke test
     return Plan(mode, sized, (1, 2, 4, 8, 16, 32), (1, 2, 4, 8, 16, 32), 3.0, 0.6, STUDY_MEASURE, rounds=3)
 
 
@@ -105,10 +105,10 @@ class Curve:
         return points_from(self.records)
 
     def level(self, clients: int) -> Record | None:
-        """The level's record of its median round by throughput (the failed one, when none is ok)."""
-        found = [r for r in self.records if (r.get("scenario_result") or {}).get("concurrency") == clients]
-        ok = sorted((r for r in found if r["status"] == "ok"), key=lambda r: r["scenario_result"]["throughput_rps"])
-        return ok[(len(ok) - 1) // 2] if ok else next(iter(found), None)
+        """The level's record: its median round (loadgen.model.median_rounds), or a failed one when none is ok."""
+        found = median_rounds(self.records).get(clients)
+        return found or next((r for r in self.records
+                              if (r.get("scenario_result") or {}).get("concurrency") == clients), None)
 
     @property
     def worst_error(self) -> float | None:
@@ -137,7 +137,8 @@ def curve(policy: str, max_batch: int, records: Sequence[Record], batch_ms: Mapp
     fitted, held = split_held_out(points)
     if not batch_ms or not fitted:
         return Curve(policy, tuple(records), None, ())
-    instances = int(((records[0].get("scenario_result") or {}).get("server_config") or {}).get("instances", 1))
+    measured = next(r for r in records if r["status"] == "ok")
+    instances = int(((measured.get("scenario_result") or {}).get("server_config") or {}).get("instances", 1))
     service = ServiceModel.fit(dict(batch_ms), fitted, instances, max_batch)
     return Curve(policy, tuple(records), service, tuple(service.errors(held)))
 
@@ -206,6 +207,11 @@ def times_table(studies: Sequence[Measured]) -> Table:
     return Table("inference time: in each client against as a service", headers, rows, notes)
 
 
+def clients_of(records: Iterable[Record]) -> list[int]:
+    """The concurrencies of load records, failed ones included (their options name the level)."""
+    return sorted({int(r["options"]["concurrency"]) for r in records if "concurrency" in (r.get("options") or {})})
+
+
 def load_table(s: Measured) -> Table:
     """Throughput against clients with and without dynamic batching, and the gain."""
     dynamic, single = s.curves["dynamic"], s.curves["none"]
@@ -227,8 +233,14 @@ def load_table(s: Measured) -> Table:
              f"max batch 1 at {single.saturation_clients() or NOT_APPLICABLE} clients, dynamic batching at "
              f"{dynamic.saturation_clients() or NOT_APPLICABLE} clients, one server instance",
              f"SONIC: {SONIC_TERMS['batching']} from dynamic batching; {SONIC_TERMS['saturation']}"]
-    failed = [f"{c.policy} {r['options']}: {r['reason']}" for c in (single, dynamic) for r in c.records
-              if r["status"] != "ok"]
+    failed = []
+    for c in (single, dynamic):
+        for n in clients_of(c.records):
+            rounds = [r for r in c.records if (r.get("options") or {}).get("concurrency") == str(n)]
+            bad = [r for r in rounds if r["status"] != "ok"]
+            if bad:
+                failed.append(f"{c.policy} at {n} clients: {len(bad)} of {len(rounds)} round(s) failed: "
+                              f"{bad[0]['reason']}")
     return Table(f"{s.model}: throughput against clients (closed loop, one server instance, 1 thread)",
                  ["clients", "max batch 1 [req/s]", "p50 [ms]", f"dynamic b<={MAX_BATCH} [req/s]", "p50 [ms]",
                   "avg batch", "batching gain"], rows, notes + failed)
@@ -287,9 +299,10 @@ def model_table(s: Measured) -> Table:
 
 
 def _client_limit(model: ServiceModel) -> str:
-    """The clients' limit, or "none" when their fitted serial work is too small to bind before the server."""
+    """The clients' limit, or "none fitted" where it lies so far above the server's capacity that no load reaches
+    it (their fitted serial work is about nil)."""
     limit = model.client_limit_rps
-    return num(limit) if limit < 10 * model.capacity_rps else "none fitted"
+    return num(limit) if limit is not None and limit < UNREACHED * model.capacity_rps else "none fitted"
 
 
 def tables(studies: Sequence[Measured]) -> list[Table]:
