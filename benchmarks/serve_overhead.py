@@ -1,9 +1,11 @@
 """What serving adds: batch-1 p50 latency of one model over gRPC and REST on loopback (tritonclient,
 one client, one request at a time) against the same backend's in-process p50 on the same artifact.
 
-Usage: python benchmarks/serve_overhead.py [MODEL] [--backend B] [--requests N]
+Usage: python benchmarks/serve_overhead.py [MODEL] [--backend B] [--requests N] [--apart]
 (default: dense1:tiny on onnxruntime, 2000 requests per transport). The server runs as a user
 starts it (`xpubench serve`, 1 instance, 1 thread, max batch 8, no queue delay) in its own process.
+--apart: the server on one half of the cores (`xpubench serve --pin`), this process (the client and the
+in-process measurement) on the other, as `xpubench study sonic` runs them.
 """
 
 from __future__ import annotations
@@ -25,9 +27,11 @@ import numpy as np
 from xpubench.backends import get_backend
 from xpubench.models import resolve
 from xpubench.models.zoo import lookup
+from xpubench.run.pins import allowed_cpus, format_cpus, halves
 from xpubench.serve.model import serving_kind
 
 WARMUP = 200
+EVERY_CPU = allowed_cpus()
 
 
 def free_port() -> int:
@@ -48,10 +52,17 @@ def p50_us(call, inputs: list, count: int) -> float:
 
 
 @contextlib.contextmanager
-def server(model: str, backend: str):
+def server(model: str, backend: str, pin: tuple[int, ...] | None):
     http_port, grpc_port = free_port(), free_port()
-    process = subprocess.Popen([sys.executable, "-m", "xpubench", "serve", model, "--backend", backend,
-                                "--http-port", str(http_port), "--grpc-port", str(grpc_port)], env=os.environ.copy())
+    pinned = ["--pin", format_cpus(pin)] if pin else []
+    mine = os.sched_getaffinity(0)
+    os.sched_setaffinity(0, EVERY_CPU)  # the server is started where it may take its own CPUs
+    try:
+        process = subprocess.Popen([sys.executable, "-m", "xpubench", "serve", model, "--backend", backend,
+                                    "--http-port", str(http_port), "--grpc-port", str(grpc_port), *pinned],
+                                   env=os.environ.copy())
+    finally:
+        os.sched_setaffinity(0, mine)
     try:
         deadline = time.monotonic() + 300
         while time.monotonic() < deadline and process.poll() is None:
@@ -73,7 +84,11 @@ def main() -> int:
     parser.add_argument("model", nargs="?", default="dense1:tiny")
     parser.add_argument("--backend", default="onnxruntime")
     parser.add_argument("--requests", type=int, default=2000)
+    parser.add_argument("--apart", action="store_true", help="the server and this process on separate cores")
     args = parser.parse_args()
+    server_cpus, client_cpus = halves(allowed_cpus()) if args.apart else (None, None)
+    if client_cpus:
+        os.sched_setaffinity(0, client_cpus)
 
     backend_cls = get_backend(args.backend)
     backend_cls.claim_process(1)
@@ -91,7 +106,7 @@ def main() -> int:
     import tritonclient.http as httpclient
 
     model = args.model if lookup(args.model) else Path(args.model).stem  # the name the server gives it
-    with server(args.model, args.backend) as (http_address, grpc_address):
+    with server(args.model, args.backend, server_cpus) as (http_address, grpc_address):
         http = httpclient.InferenceServerClient(http_address)
         grpc = grpcclient.InferenceServerClient(grpc_address)
 
@@ -114,6 +129,7 @@ def main() -> int:
     queue = stats["inference_stats"]["queue"]
     print(json.dumps({
         "model": args.model, "backend": args.backend, "requests": args.requests,
+        "server_cpus": server_cpus, "client_cpus": client_cpus,
         "in_process_p50_us": round(local, 1), "grpc_p50_us": round(over_grpc, 1), "http_p50_us": round(over_http, 1),
         "server_compute_infer_mean_us": round(infer["ns"] / infer["count"] / 1e3, 1),
         "server_queue_mean_us": round(queue["ns"] / queue["count"] / 1e3, 1),
