@@ -119,6 +119,14 @@ SETTING_FLAGS = {
 }
 
 
+def add_cell_timeout_option(p: argparse.ArgumentParser, cells: str = "a cell's") -> None:
+    """--cell-timeout as the studies take it: the limit of one cell's worker."""
+    from xpubench.run.limits import DEFAULT_CELL_TIMEOUT_S
+
+    p.add_argument("--cell-timeout", type=float, default=DEFAULT_CELL_TIMEOUT_S, metavar="S",
+                   help=f"stop {cells} worker after S seconds, a failed row (default: {DEFAULT_CELL_TIMEOUT_S:g})")
+
+
 def pin_cpus(text: str | None) -> tuple[int, ...] | None:
     """--pin's CPU list, checked (None when not given); a one-line error when it is not one."""
     from xpubench.errors import UsageError

@@ -8,10 +8,9 @@ import shlex
 import sys
 from pathlib import Path
 
-from xpubench.cli.options import add_results_option, check_output_file
+from xpubench.cli.options import add_cell_timeout_option, add_results_option, check_output_file
 from xpubench.errors import UsageError
 from xpubench.run.exits import epilog
-from xpubench.run.limits import DEFAULT_CELL_TIMEOUT_S
 
 
 def add_parser(studies: argparse._SubParsersAction) -> None:
@@ -34,8 +33,7 @@ def add_parser(studies: argparse._SubParsersAction) -> None:
                    help="the two parts (default: onnxruntime:cpu@0,litert:cpu@1, two CPU runtimes on separate "
                    "cores standing in for the study's Edge TPU and GPU; with an NVIDIA GPU, "
                    "onnxruntime:cpu@0,onnxruntime:cuda)")
-    p.add_argument("--cell-timeout", type=float, default=DEFAULT_CELL_TIMEOUT_S, metavar="S",
-                   help=f"stop a cell's worker after S seconds, a failed row (default: {DEFAULT_CELL_TIMEOUT_S:g})")
+    add_cell_timeout_option(p)
     p.add_argument("--show", default=None, metavar="RUN_ID", help="print a stored study run's tables, measure nothing")
     p.add_argument("--json", type=Path, default=None, metavar="FILE",
                    help="also write the cells and the checked takeaways as JSON")

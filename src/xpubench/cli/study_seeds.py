@@ -7,10 +7,9 @@ import shlex
 import sys
 from collections.abc import Callable
 
-from xpubench.cli.options import add_results_option
+from xpubench.cli.options import add_cell_timeout_option, add_results_option
 from xpubench.errors import UsageError
 from xpubench.run.exits import epilog
-from xpubench.run.limits import DEFAULT_CELL_TIMEOUT_S
 
 
 def add_parser(studies: argparse._SubParsersAction) -> None:
@@ -33,8 +32,7 @@ def add_parser(studies: argparse._SubParsersAction) -> None:
                       help="the tiniest sizes and a few cells, a minute or two (a smoke test, not the study)")
     p.add_argument("--tdp", type=float, default=None, metavar="W",
                    help="the CPU's TDP in watts for the K-function, when the catalogue does not know it")
-    p.add_argument("--cell-timeout", type=float, default=DEFAULT_CELL_TIMEOUT_S, metavar="S",
-                   help=f"stop a cell's worker after S seconds, a failed row (default: {DEFAULT_CELL_TIMEOUT_S:g})")
+    add_cell_timeout_option(p)
     p.add_argument("--resume", default=None, metavar="RUN_ID", help="measure the cells an interrupted study run lacks")
     p.add_argument("--show", default=None, metavar="RUN_ID", help="print a stored study run's tables, measure nothing")
     add_results_option(p)

@@ -13,10 +13,9 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from xpubench.cli.options import add_results_option, require_serve_extra
+from xpubench.cli.options import add_cell_timeout_option, add_results_option, require_serve_extra
 from xpubench.errors import UsageError
 from xpubench.run.exits import epilog
-from xpubench.run.limits import DEFAULT_CELL_TIMEOUT_S
 
 if TYPE_CHECKING:
     from xpubench.loadgen.transport import Endpoint
@@ -45,8 +44,7 @@ def add_parser(studies: argparse._SubParsersAction) -> None:
     p.add_argument("--quick", action="store_true", help="FACILE at its tiny size, three short levels (a smoke test)")
     p.add_argument("--model", default=None, metavar="M,...",
                    help="zoo models to study (default: facile,toptag-resnet; --quick: facile)")
-    p.add_argument("--cell-timeout", type=float, default=DEFAULT_CELL_TIMEOUT_S, metavar="S",
-                   help=f"stop an in-process cell's worker after S seconds (default: {DEFAULT_CELL_TIMEOUT_S:g})")
+    add_cell_timeout_option(p, "an in-process cell's")
     p.add_argument("--json", type=Path, default=None, metavar="FILE",
                    help="also write the runs, the records and the fitted models to FILE")
     add_results_option(p)

@@ -141,11 +141,15 @@ class ServiceModel:
                                                                                         strict=True)]
         return cls(s0, s1, shell.instances, shell.max_batch, *(float(v) for v in best), t_cpu_ms)
 
-    def errors(self, points: Iterable[LoadPoint]) -> list[dict[str, float]]:
-        """Predicted against measured at each point: relative errors of throughput and latency."""
+    def errors(self, points: Sequence[LoadPoint]) -> list[dict[str, float]]:
+        """Predicted against measured at each point (one solve up to the highest): relative errors of throughput
+        and latency."""
+        if not points:
+            return []
+        c = self.curve(max(p.clients for p in points))
         rows = []
         for p in points:
-            x, r, b = self.predict(p.clients)
+            x, r, b = (float(c[k][p.clients - 1]) for k in ("throughput_rps", "latency_ms", "batch"))
             rows.append({"clients": p.clients, "measured_rps": p.throughput_rps, "predicted_rps": x,
                          "throughput_error": x / p.throughput_rps - 1, "measured_ms": p.latency_ms,
                          "predicted_ms": r, "latency_error": r / p.latency_ms - 1, "batch": b})

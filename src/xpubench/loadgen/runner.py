@@ -137,10 +137,9 @@ def run_levels(request: LoadRequest, launcher: Launcher, store: ResultStore | No
             for trial in range(1, request.trials + 1):
                 result = _measure_level(request, level, number, trial, target, launcher, stats_client, say)
                 say(describe(result))
-                if trial < request.trials and unsettled(result):
-                    say(f"  measuring {level.label} again ({trial + 1} of at most {request.trials} trials)")
-                    continue
-                break
+                if trial == request.trials or not unsettled(result):
+                    break
+                say(f"  measuring {level.label} again ({trial + 1} of at most {request.trials} trials)")
             if store is not None and run_id is not None:
                 store.add_cell(run_id, result, {"affinity": None, "worker": None})
             results.append(result)

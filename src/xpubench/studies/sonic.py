@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 from xpubench.core.measure import MeasureConfig
@@ -104,9 +105,14 @@ class Curve:
     def points(self) -> list[LoadPoint]:
         return points_from(self.records)
 
+    @cached_property
+    def medians(self) -> dict[int, Record]:
+        """Each level's median round (loadgen.model.median_rounds)."""
+        return median_rounds(self.records)
+
     def level(self, clients: int) -> Record | None:
-        """The level's record: its median round (loadgen.model.median_rounds), or a failed one when none is ok."""
-        found = median_rounds(self.records).get(clients)
+        """The level's record: its median round, or a failed one when none is ok."""
+        found = self.medians.get(clients)
         return found or next((r for r in self.records
                               if (r.get("scenario_result") or {}).get("concurrency") == clients), None)
 
@@ -207,11 +213,6 @@ def times_table(studies: Sequence[Measured]) -> Table:
     return Table("inference time: in each client against as a service", headers, rows, notes)
 
 
-def clients_of(records: Iterable[Record]) -> list[int]:
-    """The concurrencies of load records, failed ones included (their options name the level)."""
-    return sorted({int(r["options"]["concurrency"]) for r in records if "concurrency" in (r.get("options") or {})})
-
-
 def load_table(s: Measured) -> Table:
     """Throughput against clients with and without dynamic batching, and the gain."""
     dynamic, single = s.curves["dynamic"], s.curves["none"]
@@ -235,8 +236,10 @@ def load_table(s: Measured) -> Table:
              f"SONIC: {SONIC_TERMS['batching']} from dynamic batching; {SONIC_TERMS['saturation']}"]
     failed = []
     for c in (single, dynamic):
-        for n in clients_of(c.records):
-            rounds = [r for r in c.records if (r.get("options") or {}).get("concurrency") == str(n)]
+        rounds_at: dict[int, list[Record]] = {}
+        for r in c.records:  # failed rounds too: their options name the level
+            rounds_at.setdefault(int(r["options"]["concurrency"]), []).append(r)
+        for n, rounds in sorted(rounds_at.items()):
             bad = [r for r in rounds if r["status"] != "ok"]
             if bad:
                 failed.append(f"{c.policy} at {n} clients: {len(bad)} of {len(rounds)} round(s) failed: "
