@@ -59,6 +59,20 @@ def test_constant_samples_have_zero_spread():
     assert (stats.median, stats.stdev, stats.ci95_low, stats.ci95_high) == (1.0, 0.0, 1.0, 1.0)
 
 
+def test_a_clock_that_reads_in_steps_never_gives_a_zero_width_interval():
+    from xpubench.core.stats import RepeatInterval
+
+    # 5 us calls read by a clock in 10 ns steps: most of them read the same value, and two repeats can
+    # share their median to the nanosecond.
+    rng = np.random.default_rng(8)
+    repeats = [5000 + 10 * np.round(rng.normal(0, 0.3, 20_000)) for _ in range(2)]
+    assert np.median(repeats[0]) == np.median(repeats[1]) == 5000
+    assert median_ci(repeats[0]) == (4995.0, 5005.0)
+    found = RepeatInterval.from_repeats(repeats)
+    assert (found.low, found.high) == pytest.approx((4995e-6, 5005e-6))
+    assert found.halfwidth == pytest.approx(0.001)
+
+
 def test_no_samples_is_an_error():
     with pytest.raises(ValueError):
         LatencyStats.from_samples_ns([])

@@ -6,7 +6,8 @@ Every metric is defined here, once:
 - mean, stdev (sample, ddof=1), min, max;
 - ci95_low / ci95_high: the 95 % bootstrap percentile interval of the median. It is computed in
   closed form (the distribution of a resample's median is binomial over the order statistics),
-  which equals a bootstrap with infinitely many resamples: exact, deterministic and O(n).
+  which equals a bootstrap with infinitely many resamples: exact, deterministic and O(n). It is
+  never narrower than the clock's step seen in the samples.
 """
 
 from __future__ import annotations
@@ -61,7 +62,9 @@ def median_ci(samples, confidence: float = 0.95) -> tuple[float, float]:
 
     A resample of size n draws each sorted sample x_(j) with probability 1/n. Its median m (the
     k-th smallest value, k = ceil(n/2)) satisfies m <= x_(j) exactly when at least k of the n draws
-    fall at or below x_(j): P = P(Binomial(n, j/n) >= k). The interval is read off that CDF.
+    fall at or below x_(j): P = P(Binomial(n, j/n) >= k). The interval is read off that CDF, and widened
+    to at least half the smallest step between distinct samples on each side of the median (the resolution
+    of the clock that read them).
     """
     x = np.sort(np.asarray(samples, dtype=np.float64))
     n = x.size
@@ -75,7 +78,15 @@ def median_ci(samples, confidence: float = 0.95) -> tuple[float, float]:
     alpha = (1.0 - confidence) / 2.0
     lo_index = int(np.searchsorted(cdf, alpha, side="left"))
     hi_index = int(np.searchsorted(cdf, 1.0 - alpha, side="left"))
-    return float(x[min(lo_index, n - 1)]), float(x[min(hi_index, n - 1)])
+    low, high = float(x[min(lo_index, n - 1)]), float(x[min(hi_index, n - 1)])
+    # A clock reads in steps: when hundreds of calls read the same value, the order statistics give a zero
+    # width the clock cannot support. The interval is never narrower than the samples' smallest step.
+    steps = np.diff(x)
+    steps = steps[steps > 0]
+    if steps.size:
+        median, half_step = float(np.median(x)), float(steps.min()) / 2.0
+        low, high = min(low, median - half_step), max(high, median + half_step)
+    return low, high
 
 
 def median_ci_halfwidth(samples) -> float:
