@@ -22,12 +22,12 @@ def main() -> None:
     args = parser.parse_args()
 
     from xpubench.core.measure import MeasureConfig
+    from xpubench.hardware.host import allowed_cpus
     from xpubench.hetero import planner
     from xpubench.hetero.cell import measure_data_parallel, measure_pipeline
     from xpubench.hetero.parts import Part
     from xpubench.models import resolve
     from xpubench.run.matrix import CellSettings
-    from xpubench.run.pins import allowed_cpus
     from xpubench.run.reference import cached_reference
     from xpubench.run.tasks import claim_process
 

@@ -25,9 +25,10 @@ from pathlib import Path
 import numpy as np
 
 from xpubench.backends import get_backend
+from xpubench.hardware.host import allowed_cpus
 from xpubench.models import resolve
 from xpubench.models.zoo import lookup
-from xpubench.run.pins import allowed_cpus, format_cpus, halves
+from xpubench.run.pins import format_cpus, halves
 from xpubench.serve.model import serving_kind
 
 WARMUP = 200

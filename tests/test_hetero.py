@@ -11,10 +11,10 @@ import pytest
 
 from tests.conftest import run_cli
 from xpubench.core.measure import MeasureConfig
+from xpubench.hardware.host import allowed_cpus
 from xpubench.hetero.cuts import check_cuts, cut_points, extract_stages
 from xpubench.hetero.parts import Part, parse_parts
 from xpubench.run.matrix import CellSettings
-from xpubench.run.pins import allowed_cpus
 
 QUICK = CellSettings(MeasureConfig(warmup_runs=2, warmup_time_s=0.0, min_runs=5, min_time_s=0.05, max_time_s=5), 15.0)
 CPUS = allowed_cpus()

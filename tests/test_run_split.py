@@ -8,10 +8,10 @@ import json
 import pytest
 
 from tests.conftest import run_cli
+from xpubench.hardware.host import allowed_cpus
 from xpubench.hetero.parts import Part
 from xpubench.hetero.spec import SplitSpec
 from xpubench.run.matrix import Matrix, matrix_from_json, matrix_to_json
-from xpubench.run.pins import allowed_cpus
 from xpubench.run.resources import resources_for_cell
 
 CPUS = allowed_cpus()

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from tests.conftest import run_cli
-from xpubench.run.pins import allowed_cpus
+from xpubench.hardware.host import allowed_cpus
 from xpubench.store import ResultStore
 from xpubench.studies.hetero import CANNOT, FAILS, HOLDS, plan, render, sharded, single, splits, takeaways
 

@@ -64,9 +64,10 @@ def execute(args: argparse.Namespace) -> int:
 
 
 def _measure(study: Plan, args: argparse.Namespace) -> int:
+    from xpubench.hardware.host import allowed_cpus
     from xpubench.report.progress import ProgressBar
     from xpubench.run.launcher import ProcessLauncher
-    from xpubench.run.pins import allowed_cpus, format_cpus, halves
+    from xpubench.run.pins import format_cpus, halves
     from xpubench.run.session import Session
     from xpubench.run.sweep import SweepEvents
     from xpubench.studies.sonic import measured, render, summary

@@ -40,8 +40,25 @@ def physical_cores() -> int | None:
     return len(pairs) or None
 
 
+def allowed_cpus() -> tuple[int, ...]:
+    """The CPUs this process may run on."""
+    if hasattr(os, "sched_getaffinity"):
+        return tuple(sorted(os.sched_getaffinity(0)))
+    return tuple(range(os.cpu_count() or 1))
+
+
 def logical_cpus() -> int:
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    """How many CPUs this process may run on."""
+    return len(allowed_cpus())
+
+
+def core_of(cpu: int) -> str:
+    """The physical core a CPU belongs to (its hyperthread siblings share it): the siblings list Linux gives, or
+    the CPU itself where there is none."""
+    try:
+        return Path(f"/sys/devices/system/cpu/cpu{cpu}/topology/thread_siblings_list").read_text().strip()
+    except OSError:
+        return str(cpu)
 
 
 def load_average() -> float | None:

@@ -191,10 +191,9 @@ def windows_stable(windows: Sequence[dict[str, Any]]) -> tuple[bool, float]:
 
 def verdict(level: LoadLevel, r: dict[str, Any], saturated_senders: bool) -> str:
     words = []
-    if r["past_capacity"]:
-        served = f"{r['throughput_rps']:.4g} of {level.rate:g} req/s answered" if level.rate is not None else \
-            f"{r['throughput_rps']:.4g} req/s"
-        words.append(f"past capacity: latency grows x{r['growth']:.3g} over the level, {served}")
+    if r["past_capacity"]:  # an open loop's alone
+        words.append(f"past capacity: latency grows x{r['growth']:.3g} over the level, "
+                     f"{r['throughput_rps']:.4g} of {level.rate:g} req/s answered")
     elif not r["stable_windows"]:
         words.append(f"unstable: the last {STABLE_WINDOWS} windows differ by {r['window_spread']:.0%}")
     else:

@@ -12,12 +12,12 @@ from typing import TYPE_CHECKING, Any
 
 from xpubench.core.cell import CellResult
 from xpubench.errors import UsageError
+from xpubench.hardware.host import allowed_cpus
 from xpubench.loadgen.client import LoadClientTask
 from xpubench.loadgen.profile import LevelSettings, level_result, unsettled
 from xpubench.loadgen.schedule import LoadLevel, schedule, shares
 from xpubench.loadgen.transport import Endpoint, connect
 from xpubench.run.limits import LOAD_TRIALS, MAX_LOAD_TRIALS
-from xpubench.run.pins import allowed_cpus
 
 if TYPE_CHECKING:
     from xpubench.run.launcher import Launcher

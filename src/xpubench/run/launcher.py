@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-from xpubench.run.pins import allowed_cpus
+from xpubench.hardware.host import allowed_cpus
 from xpubench.run.worker import HEADER
 
 Say = Callable[[str], None]

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable, Iterable, Sequence
-from pathlib import Path
+
+from xpubench.hardware.host import allowed_cpus, core_of
 
 
 def parse_cpus(text: str) -> tuple[int, ...]:
@@ -35,22 +35,6 @@ def format_cpus(cpus: Iterable[int]) -> str:
         else:
             ranges.append([cpu, cpu])
     return ",".join(str(a) if a == b else f"{a}-{b}" for a, b in ranges)
-
-
-def allowed_cpus() -> tuple[int, ...]:
-    """The CPUs this process may run on."""
-    if hasattr(os, "sched_getaffinity"):
-        return tuple(sorted(os.sched_getaffinity(0)))
-    return tuple(range(os.cpu_count() or 1))
-
-
-def core_of(cpu: int) -> str:
-    """The physical core a CPU belongs to (its hyperthread siblings share it): the siblings list Linux gives, or
-    the CPU itself where there is none."""
-    try:
-        return Path(f"/sys/devices/system/cpu/cpu{cpu}/topology/thread_siblings_list").read_text().strip()
-    except OSError:
-        return str(cpu)
 
 
 def halves(cpus: Sequence[int], core: Callable[[int], str] = core_of

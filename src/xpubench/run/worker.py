@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from xpubench.errors import UsageError, one_line
-from xpubench.run.pins import allowed_cpus
+from xpubench.hardware.host import allowed_cpus
 
 HEADER = struct.Struct(">Q")  # the length of each pickled message on the pipe
 _PR_SET_PDEATHSIG = 1
