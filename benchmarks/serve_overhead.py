@@ -14,7 +14,6 @@ import argparse
 import contextlib
 import json
 import os
-import socket
 import statistics
 import subprocess
 import sys
@@ -29,16 +28,12 @@ from xpubench.hardware.host import allowed_cpus
 from xpubench.models import resolve
 from xpubench.models.zoo import lookup
 from xpubench.run.pins import format_cpus, halves
+from xpubench.run.ports import free_ports
 from xpubench.serve.model import serving_kind
 
 WARMUP = 200
 EVERY_CPU = allowed_cpus()
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def p50_us(call, inputs: list, count: int) -> float:
@@ -54,7 +49,7 @@ def p50_us(call, inputs: list, count: int) -> float:
 
 @contextlib.contextmanager
 def server(model: str, backend: str, pin: tuple[int, ...] | None):
-    http_port, grpc_port = free_port(), free_port()
+    http_port, grpc_port = free_ports(2)
     pinned = ["--pin", format_cpus(pin)] if pin else []
     mine = os.sched_getaffinity(0)
     os.sched_setaffinity(0, EVERY_CPU)  # the server is started where it may take its own CPUs

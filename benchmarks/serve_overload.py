@@ -14,7 +14,6 @@ import argparse
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -22,6 +21,8 @@ import threading
 import time
 import urllib.request
 from pathlib import Path
+
+from xpubench.run.ports import free_ports
 
 
 def slow_model(path: Path, width: int = 2048, layers: int = 4) -> None:
@@ -41,11 +42,6 @@ def slow_model(path: Path, width: int = 2048, layers: int = 4) -> None:
                               [helper.make_tensor_value_info(name, TensorProto.FLOAT, ["n", width])], inits)
     onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), path)
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def rss_mb(pid: int) -> float:
@@ -73,11 +69,11 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="xpubench-overload-") as tmp:
         folder = Path(tmp)
         slow_model(folder / "slow.onnx")
-        http = free_port()
+        http, grpc = free_ports(2)
         server = subprocess.Popen(
             [sys.executable, "-m", "xpubench", "serve", str(folder / "slow.onnx"), "--name", "slow", "--max-batch", "1",
              "--instances", "1", "--threads", "1", "--max-queue-size", str(args.queue), "--http-port", str(http),
-             "--grpc-port", str(free_port())],
+             "--grpc-port", str(grpc)],
             stdout=subprocess.DEVNULL, stderr=open(folder / "server.log", "w"), env={**os.environ})  # noqa: SIM115
         url = f"http://127.0.0.1:{http}"
         deadline = time.monotonic() + 300

@@ -18,7 +18,6 @@ import argparse
 import contextlib
 import json
 import os
-import socket
 import subprocess
 import sys
 import sysconfig
@@ -28,15 +27,12 @@ from pathlib import Path
 
 import numpy as np
 
+from xpubench.run.ports import free_ports
+
 HERE = Path(__file__).resolve().parent
 PEERS = {"pytriton": ["nvidia-pytriton==0.7.0", "onnxruntime"], "mlserver": ["mlserver", "onnxruntime"]}
 MAX_BATCH, DELAY_US = 32, 2000
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def dense_onnx(path: Path) -> Path:
@@ -138,7 +134,7 @@ def started(command: list[str], http_port: int, env: dict | None = None, cwd: Pa
 
 
 def serve(peer: str, model: Path, work: Path, cache: Path):
-    http, grpc = free_port(), free_port()
+    http, grpc, metrics = free_ports(3)  # metrics: PyTriton's and MLServer's metrics endpoint
     if peer == "xpubench":
         command = [sys.executable, "-m", "xpubench", "serve", str(model), "--http-port", str(http), "--grpc-port",
                    str(grpc), "--max-batch", str(MAX_BATCH), "--max-queue-delay-us", str(DELAY_US)]
@@ -147,13 +143,13 @@ def serve(peer: str, model: Path, work: Path, cache: Path):
     if peer == "pytriton":
         (work / "pytriton_server.py").write_text(PYTRITON)
         env = {**os.environ, "LD_LIBRARY_PATH": sysconfig.get_config_var("LIBDIR") or ""}
-        command = [str(python), "pytriton_server.py", str(model), str(http), str(grpc), str(free_port())]
+        command = [str(python), "pytriton_server.py", str(model), str(http), str(grpc), str(metrics)]
         return started(command, http, env=env, cwd=work), grpc
     folder = work / "mlserver"
     (folder / "dense").mkdir(parents=True, exist_ok=True)
     (folder / "onnx_dense.py").write_text(MLSERVER_RUNTIME)
     (folder / "settings.json").write_text(json.dumps({"http_port": http, "grpc_port": grpc, "metrics_port":
-                                                      free_port(), "parallel_workers": 0}))
+                                                      metrics, "parallel_workers": 0}))
     # The tensors' metadata: a client of the protocol (our load generator, perf_analyzer) reads the inputs it must
     # send from `GET /v2/models/dense`, and MLServer states there only what model-settings.json declares.
     (folder / "dense" / "model-settings.json").write_text(json.dumps({

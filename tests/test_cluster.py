@@ -8,7 +8,6 @@ import contextlib
 import json
 import os
 import signal
-import socket
 import sqlite3
 import subprocess
 import sys
@@ -19,6 +18,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import run_cli
+from xpubench.run.ports import free_ports
 
 pytest.importorskip("distributed")
 
@@ -34,18 +34,13 @@ def environment() -> dict[str, str]:
     return env
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
 
 @contextlib.contextmanager
 def dask_cluster(tmp: Path, workers: dict[str, str | None]) -> Iterator[tuple[str, dict[str, subprocess.Popen]]]:
     """A scheduler and one `--nthreads 1` worker per name (with its --resources), all stopped at the end."""
     from distributed import Client
 
-    address = f"tcp://127.0.0.1:{free_port()}"
+    address = f"tcp://127.0.0.1:{free_ports(1)[0]}"
     started: list[subprocess.Popen] = []
     named: dict[str, subprocess.Popen] = {}
 

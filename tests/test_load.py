@@ -114,9 +114,9 @@ def test_an_open_loop_far_past_capacity_says_so(slow_onnx, tmp_path):
 
 
 def test_an_unreachable_server_is_a_one_line_error(tmp_path):
-    from tests.test_serve import free_port
+    from xpubench.run.ports import free_ports
 
-    done = run_cli("load", f"127.0.0.1:{free_port()}", "--model", "m", "--concurrency", "1", "--results",
+    done = run_cli("load", f"127.0.0.1:{free_ports(1)[0]}", "--model", "m", "--concurrency", "1", "--results",
                    str(tmp_path / "r"), timeout=120)
     assert done.returncode == 2 and "no ready server" in done.stderr and "Traceback" not in done.stderr
 

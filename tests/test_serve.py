@@ -6,7 +6,6 @@ import contextlib
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -21,6 +20,7 @@ import numpy as np
 import pytest
 
 from tests.conftest import run_cli
+from xpubench.run.ports import free_ports
 from xpubench.serve.batcher import DynamicBatcher, Request
 from xpubench.serve.errors import QueueFull
 from xpubench.serve.policy import BatchingPolicy
@@ -31,11 +31,6 @@ pytest.importorskip("uvicorn")
 rng = np.random.default_rng(3)
 READY_TIMEOUT_S = 120
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class Served:
@@ -66,7 +61,7 @@ class Served:
 @contextlib.contextmanager
 def serving(model: Path | str, *options: str):
     """Start `xpubench serve MODEL OPTIONS` on free ports, wait until it is ready, kill it at the end."""
-    http_port, grpc_port = free_port(), free_port()
+    http_port, grpc_port = free_ports(2)
     process = subprocess.Popen(
         [sys.executable, "-m", "xpubench", "serve", str(model), "--http-port", str(http_port),
          "--grpc-port", str(grpc_port), *options],
