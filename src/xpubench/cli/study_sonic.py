@@ -134,7 +134,7 @@ def _load_rounds(study: Plan, store: ResultStore, launchers: tuple[Launcher, Lau
                                                 f"round {round_} of {study.rounds}", request=request_info))
     status = "interrupted"
     try:
-        for round_ in range(study.rounds):
+        for round_ in range(1, study.rounds + 1):
             for policy, max_batch in POLICIES:
                 for model in study.models:
                     name = model.partition(":")[0]
@@ -143,8 +143,8 @@ def _load_rounds(study: Plan, store: ResultStore, launchers: tuple[Launcher, Lau
                                               study.duration_s, warmup_s=study.warmup_s, drain_s=2.0,
                                               cpus=client_cpus, trials=study.trials)
                         say(f"{name} served ({BACKEND} {PRECISION}, max batch {max_batch}) at {endpoint.url()}, "
-                            f"round {round_ + 1} of {study.rounds}")
-                        run_levels(request, clients, store, runs[policy][round_], say, probe(request))
+                            f"round {round_} of {study.rounds}")
+                        run_levels(request, clients, store, runs[policy][round_ - 1], say, probe(request))
         status = "finished"
     finally:
         for run_id in (run_id for ids in runs.values() for run_id in ids):

@@ -99,11 +99,10 @@ class ServiceModel:
         """The clients per instance where throughput / latency is highest (Kleinrock's operating point: past it,
         more clients buy less throughput than they cost in latency), with its throughput and latency."""
         c = self.curve(most * self.instances)
-        per_instance = c["clients"][self.instances - 1::self.instances]
-        power = (c["throughput_rps"] / c["latency_ms"])[self.instances - 1::self.instances]
-        i = int(np.argmax(power))
-        n = int(per_instance[i]) - 1
-        return {"clients_per_instance": i + 1, "throughput_rps": float(c["throughput_rps"][n]),
+        whole = slice(self.instances - 1, None, self.instances)  # k clients per instance, k = 1..most
+        per_instance = int(np.argmax(c["throughput_rps"][whole] / c["latency_ms"][whole])) + 1
+        n = per_instance * self.instances - 1
+        return {"clients_per_instance": per_instance, "throughput_rps": float(c["throughput_rps"][n]),
                 "latency_ms": float(c["latency_ms"][n]), "batch": float(c["batch"][n])}
 
     # -- fitting -------------------------------------------------------------------------------------------

@@ -101,8 +101,9 @@ class Curve:
     model: ServiceModel | None
     held_out: tuple[dict[str, float], ...]
 
-    @property
+    @cached_property
     def points(self) -> list[LoadPoint]:
+        """Each level's median round as a point (loadgen.model.points_from)."""
         return points_from(self.records)
 
     @cached_property
